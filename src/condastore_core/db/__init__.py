@@ -1,0 +1,1 @@
+"""Metadata in SQL (SQLAlchemy 2): SQLite by default, PostgreSQL in production."""

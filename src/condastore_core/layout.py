@@ -1,0 +1,99 @@
+"""Where everything lives: the only module that builds a storage path or key.
+
+Data directory (embedded defaults; every part can be moved by settings)::
+
+    <data_dir>/
+        condastore.toml                  optional configuration file
+        condastore.db                    SQLite metadata (service)
+        blobs/                           LocalBlobStore root
+            sha256/<ab>/<abcdef...>      a blob, named by its digest, sharded by 2 hex chars
+            sha512/<ab>/<abcdef...>
+            _staging/<uuid>              bytes being written; renamed into place on commit
+        pkgs/                            the package cache shared by every build
+        envs/<build_key>/                installed prefixes, one per build
+        envs/.staging-<build_key>-<id>/  a prefix being installed
+        builds/<build_key>.json          build records of the embedded (no database) pipeline
+        layer-cache/<ab>/<key>.json      image layer built for a package (key: package, prefix,
+                                         platform, compression), pointing at its blob
+        tmp/                             scratch space for builds (staging prefixes, tarballs)
+        locks/                           inter-process lock files
+
+Object store (S3) keys under the configured prefix::
+
+    <prefix>/blobs/<algorithm>/<hex>     a blob
+    <prefix>/_staging/<uuid>             an upload before it is verified
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BLOBS_DIR = "blobs"
+STAGING_DIR = "_staging"
+
+
+def blobs_root(data_dir: Path) -> Path:
+    return data_dir / BLOBS_DIR
+
+
+def blob_relpath(algorithm: str, hex_digest: str) -> str:
+    """Relative path of a blob inside a local store root (sharded)."""
+    return f"{algorithm}/{hex_digest[:2]}/{hex_digest}"
+
+
+def blob_key(prefix: str, algorithm: str, hex_digest: str) -> str:
+    """Object key of a blob in an object store."""
+    return _join(prefix, f"{BLOBS_DIR}/{algorithm}/{hex_digest}")
+
+
+def blob_key_prefix(prefix: str) -> str:
+    return _join(prefix, f"{BLOBS_DIR}/")
+
+
+def staging_key(prefix: str, upload_id: str) -> str:
+    return _join(prefix, f"{STAGING_DIR}/{upload_id}")
+
+
+def package_cache_dir(data_dir: Path) -> Path:
+    return data_dir / "pkgs"
+
+
+def envs_dir(data_dir: Path) -> Path:
+    return data_dir / "envs"
+
+
+def prefix_dir(data_dir: Path, build_key: str) -> Path:
+    return envs_dir(data_dir) / build_key
+
+
+def staging_prefix_dir(data_dir: Path, build_key: str, attempt_id: str) -> Path:
+    return envs_dir(data_dir) / f".staging-{build_key}-{attempt_id}"
+
+
+def build_record_path(data_dir: Path, build_key: str) -> Path:
+    return data_dir / "builds" / f"{build_key}.json"
+
+
+def layer_cache_path(data_dir: Path, key: str) -> Path:
+    return data_dir / "layer-cache" / key[:2] / f"{key}.json"
+
+
+def scratch_dir(data_dir: Path) -> Path:
+    return data_dir / "tmp"
+
+
+def lock_file_path(data_dir: Path, name: str) -> Path:
+    return data_dir / "locks" / f"{name}.lock"
+
+
+def config_file_path(data_dir: Path) -> Path:
+    return data_dir / "condastore.toml"
+
+
+def sqlite_path(data_dir: Path) -> Path:
+    return data_dir / "condastore.db"
+
+
+def _join(prefix: str, rest: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{prefix}/{rest}" if prefix else rest

@@ -1,0 +1,1 @@
+"""condastore's REST API, web UI and ``condastore`` command line."""
