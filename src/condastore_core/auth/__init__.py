@@ -1,0 +1,1 @@
+"""Who may do what where: passwords, principals, role bindings (RBAC)."""

@@ -1,0 +1,1 @@
+"""OCI images of locked environments, assembled from conda packages without a container."""

@@ -1,0 +1,252 @@
+"""Assemble an OCI image from a lock: one layer per package, built once, shared by every image.
+
+For a platform of a lock, each package's layer is looked up in the layer cache
+by (package sha256, prefix, platform, compression[, python]). Only the missing
+ones are installed — into a scratch prefix, with the image prefix patched into
+their files — and cut into deterministic tars. A small final layer adds what
+belongs to the environment rather than to a package (``conda-meta/history``,
+the entrypoint). Layers are ordered like conda links packages (dependencies
+first), so a file two packages ship ends up as conda would leave it.
+
+Nothing runs a container, so images for other platforms are built the same way.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from condastore_core.digests import Digest
+from condastore_core.image import manifest as oci
+from condastore_core.image.cache import LayerCache, LayerRecord
+from condastore_core.image.packages import (
+    layer_cache_key,
+    layer_entries,
+    python_version,
+    read_installed,
+)
+from condastore_core.image.tarball import GZIP, Entry, write_layer
+from condastore_core.install import install_lock
+from condastore_core.lock import Lock, LockedPackage
+from condastore_core.progress import NullReporter, Reporter
+from condastore_core.store import BlobStore, put
+
+DEFAULT_PREFIX = "/opt/conda"
+MAX_LAYERS = 100
+
+ENTRYPOINT_SCRIPT = """#!/bin/sh
+# Apply the environment's activation scripts, then run the command.
+export CONDA_PREFIX="{prefix}"
+for script in "$CONDA_PREFIX"/etc/conda/activate.d/*.sh; do
+    [ -r "$script" ] && . "$script"
+done
+exec "$@"
+"""
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    platform: str
+    manifest: bytes
+    manifest_digest: Digest
+    config_digest: Digest
+    layers: tuple[LayerRecord, ...]
+    layers_built: int
+
+
+class ImageBuilder:
+    def __init__(
+        self,
+        store: BlobStore,
+        cache: LayerCache,
+        package_cache_dir: Path,
+        scratch_dir: Path,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        compression: str = GZIP,
+        max_layers: int = MAX_LAYERS,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.package_cache_dir = package_cache_dir
+        self.scratch_dir = scratch_dir
+        self.prefix = "/" + prefix.strip("/")
+        self.compression = compression
+        self.max_layers = max_layers
+
+    def build(
+        self,
+        lock: Lock,
+        platform: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        base_has_shell: bool = False,
+        reporter: Reporter | None = None,
+    ) -> BuiltImage:
+        if platform not in oci.OCI_PLATFORMS:
+            raise ValueError(f"images are built for linux platforms only, not {platform}")
+        reporter = reporter or NullReporter()
+        packages = link_order(lock.records(platform))
+        python = python_version(packages)
+        keys = {
+            p.name: layer_cache_key(p, self.prefix, platform, self.compression, python)
+            for p in packages
+        }
+        layers: dict[str, LayerRecord] = {}
+        for p in packages:
+            hit = self.cache.get(keys[p.name])
+            if hit is not None:
+                layers[p.name] = hit
+        missing = [p for p in packages if p.name not in layers]
+        reporter.log(
+            f"image {platform}: {len(packages)} packages, "
+            f"{len(packages) - len(missing)} layers cached, {len(missing)} to build"
+        )
+        if missing:
+            layers.update(self._build_layers(lock, platform, missing, keys, python, reporter))
+
+        ordered = [layers[p.name] for p in packages]
+        ordered = self._within_budget(ordered)
+        final = self._final_layer(lock, platform, packages, base_has_shell)
+        ordered.append(final)
+
+        env = [
+            f"PATH={self.prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            f"CONDA_PREFIX={self.prefix}",
+        ]
+        entrypoint = [f"{self.prefix}/.condastore/entrypoint.sh"] if base_has_shell else None
+        config = oci.image_config(
+            platform,
+            [r.diff_id for r in ordered],
+            env=env,
+            labels=dict(labels or {}),
+            entrypoint=entrypoint,
+            cmd=["/bin/sh"] if base_has_shell else None,
+        )
+        config_info = put(self.store, config)
+        manifest = oci.image_manifest(
+            oci.Descriptor(oci.CONFIG, str(config_info.digest), config_info.size),
+            [
+                oci.Descriptor(
+                    r.media_type,
+                    r.digest,
+                    r.size,
+                    {oci.PACKAGES_ANNOTATION: ",".join(r.packages)} if r.packages else None,
+                )
+                for r in ordered
+            ],
+        )
+        manifest_info = put(self.store, manifest)
+        return BuiltImage(
+            platform,
+            manifest,
+            manifest_info.digest,
+            config_info.digest,
+            tuple(ordered),
+            len(missing),
+        )
+
+    # -- layers ------------------------------------------------------------------
+
+    def _build_layers(
+        self,
+        lock: Lock,
+        platform: str,
+        missing: list[LockedPackage],
+        keys: dict[str, str],
+        python: str | None,
+        reporter: Reporter,
+    ) -> dict[str, LayerRecord]:
+        names = {p.name for p in missing}
+        if python and any(p.noarch == "python" for p in missing):
+            names.add("python")  # noarch python packages are placed for this python
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        built: dict[str, LayerRecord] = {}
+        with tempfile.TemporaryDirectory(dir=self.scratch_dir, prefix="image-") as tmp:
+            staging = Path(tmp) / "prefix"
+            install_lock(
+                lock,
+                platform,
+                staging,
+                self.package_cache_dir,
+                reporter,
+                only=names,
+                patched_prefix=self.prefix,
+            )
+            installed = read_installed(staging)
+            for i, pkg in enumerate(missing, 1):
+                reporter.step("building layers", i, len(missing))
+                entries = layer_entries(staging, self.prefix, installed[pkg.name])
+                record = self._write(entries, (pkg.name,))
+                self.cache.put(keys[pkg.name], record)  # only after the blob is committed
+                built[pkg.name] = record
+            shutil.rmtree(staging, ignore_errors=True)
+        return built
+
+    def _write(self, entries: list[Entry], packages: tuple[str, ...]) -> LayerRecord:
+        writer = self.store.writer()
+        try:
+            result = write_layer(entries, writer, self.compression)  # type: ignore[arg-type]
+            info = writer.commit()
+        except BaseException:
+            writer.cancel()
+            raise
+        return LayerRecord(
+            str(info.digest),
+            f"sha256:{result.diff_id}",
+            info.size,
+            oci.LAYER_MEDIA_TYPES[self.compression],
+            packages,
+        )
+
+    def _final_layer(
+        self, lock: Lock, platform: str, packages: list[LockedPackage], base_has_shell: bool
+    ) -> LayerRecord:
+        root = self.prefix.strip("/")
+        history = (
+            "==> condastore <==\n# lock_hash: "
+            + lock.lock_hash
+            + "\n"
+            + "".join(
+                f"+{p.channel.rstrip('/')}::{p.name}-{p.version}-{p.build}\n" for p in packages
+            )
+        )
+        entries = [Entry(f"{root}/conda-meta/history", data=history.encode())]
+        if base_has_shell:
+            entries.append(
+                Entry(
+                    f"{root}/.condastore/entrypoint.sh",
+                    mode=0o755,
+                    data=ENTRYPOINT_SCRIPT.format(prefix=self.prefix).encode(),
+                )
+            )
+        return self._write(entries, ())
+
+    def _within_budget(self, layers: list[LayerRecord]) -> list[LayerRecord]:
+        """Keep at most ``max_layers`` (final layer included)."""
+        if len(layers) + 1 <= self.max_layers:
+            return layers
+        raise NotImplementedError(
+            f"{len(layers)} package layers exceed the budget of {self.max_layers}"
+        )
+
+
+def link_order(packages: tuple[LockedPackage, ...]) -> list[LockedPackage]:
+    """Dependencies before dependents (as conda links), ties broken by name: deterministic."""
+    by_name = {p.name: p for p in packages}
+    deps = {
+        p.name: {d.split(" ")[0] for d in p.depends} & by_name.keys() - {p.name} for p in packages
+    }
+    ordered: list[LockedPackage] = []
+    done: set[str] = set()
+    while len(ordered) < len(packages):
+        ready = sorted(n for n in by_name if n not in done and deps[n] <= done)
+        if not ready:  # a dependency cycle: break it by name
+            ready = [min(n for n in by_name if n not in done)]
+        for name in ready:
+            ordered.append(by_name[name])
+            done.add(name)
+    return ordered

@@ -1,0 +1,151 @@
+"""One typed settings object, read once at start by the entry point.
+
+Precedence, highest first: explicit overrides (command-line flags), environment
+variables ``CONDASTORE_<FIELD>``, a TOML config file, defaults. Library code
+receives a :class:`Settings`; it never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from condastore_core import layout
+from condastore_core.channels import DEFAULT_CHANNEL_ALIAS
+from condastore_core.errors import ConfigError
+
+ENV_PREFIX = "CONDASTORE_"
+
+
+def default_data_dir() -> Path:
+    """The platform's conventional per-user data directory (XDG on Linux)."""
+    return Path(platformdirs.user_data_dir("condastore", appauthor=False))
+
+
+def default_config_file() -> Path:
+    return Path(platformdirs.user_config_dir("condastore", appauthor=False)) / "config.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: Blob store: a path, ``file://`` URL or ``s3://bucket/prefix``; default ``<data_dir>/blobs``.
+    store_url: str | None = None
+    #: SQLAlchemy URL; default SQLite in the data directory.
+    database_url: str | None = None
+    redis_url: str | None = None
+    #: Channels used when a spec lists none, and by ``--channel``-less package search.
+    channels: tuple[str, ...] = ("conda-forge",)
+    channel_alias: str = DEFAULT_CHANNEL_ALIAS
+    #: Virtual package overrides, e.g. ``{"__cuda": "12.2", "__glibc": "2.31"}``; "" removes one.
+    virtual_packages: Mapping[str, str] = field(default_factory=dict)
+    solve_timeout_seconds: float | None = None
+    #: Also write a conda-pack tarball for every build (the slowest artifact).
+    tarball: bool = True
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    log_level: str = "INFO"
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or str(layout.blobs_root(self.data_dir))
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{layout.sqlite_path(self.data_dir)}"
+
+    def virtual_package_overrides(self) -> dict[str, str | None]:
+        return {k: (v or None) for k, v in self.virtual_packages.items()}
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge defaults, the config file, ``CONDASTORE_*`` variables and overrides; validate."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+
+    path = config_file or _config_path(overrides or {}, environ)
+    if path is not None and path.is_file():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, OSError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        for key, value in data.items():
+            values[_check_key(key, f"config file {path}")] = value
+    elif config_file is not None:
+        raise ConfigError(f"config file {config_file} does not exist")
+
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX) and name not in (
+            "CONDASTORE_CONFIG",
+            "CONDASTORE_URL",
+            "CONDASTORE_TOKEN",
+        ):
+            key = name[len(ENV_PREFIX) :].lower()
+            if key in _FIELDS:
+                values[key] = value
+
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[_check_key(key, "overrides")] = value
+
+    return Settings(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def _config_path(overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Path | None:
+    if environ.get("CONDASTORE_CONFIG"):
+        return Path(environ["CONDASTORE_CONFIG"])
+    data_dir = overrides.get("data_dir") or environ.get("CONDASTORE_DATA_DIR")
+    if data_dir:
+        candidate = layout.config_file_path(Path(data_dir))
+        if candidate.is_file():
+            return candidate
+    return default_config_file()
+
+
+def _check_key(key: str, source: str) -> str:
+    if key not in _FIELDS:
+        raise ConfigError(f"unknown setting {key!r} in {source}")
+    return key
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Turn strings from the environment into the field's type."""
+    try:
+        if key == "data_dir":
+            return Path(value).expanduser()
+        if key == "channels":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(c.strip() for c in items if c.strip())
+        if key == "virtual_packages":
+            if isinstance(value, str):
+                pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+                return {k.strip(): v.strip() for k, v in pairs}
+            return {str(k): str(v) for k, v in dict(value).items()}
+        if key == "tarball":
+            if isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(f"expected a boolean, got {value!r}")
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if key == "solve_timeout_seconds":
+            return float(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid value for setting {key!r}: {exc}") from None
+    return value

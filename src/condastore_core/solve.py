@@ -1,0 +1,218 @@
+"""Solve a spec into a :class:`~condastore_core.lock.Lock` with py-rattler.
+
+One solve per platform (each with ``noarch``), strict channel priority, and a
+virtual-package set per platform that settings may override (``__glibc``,
+``__cuda``...), so a linux machine can lock for osx-arm64 and the other way
+round. The solver's own explanation of a failure reaches the user verbatim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import platform as _platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import rattler
+from rattler import ChannelPriority, Gateway, GenericVirtualPackage
+
+from condastore_core.channels import DEFAULT_CHANNEL_ALIAS, channel_url
+from condastore_core.errors import SolveError, SpecError
+from condastore_core.lock import Lock, LockedPackage
+from condastore_core.spec import EnvironmentSpec
+
+#: Virtual packages assumed per OS unless overridden (version strings).
+DEFAULT_VIRTUAL_PACKAGES = {
+    "linux": {"__unix": "0", "__linux": "5.10", "__glibc": "2.28"},
+    "osx": {"__unix": "0", "__osx": "13.0"},
+    "win": {"__win": "0"},
+}
+_ARCHSPEC = {
+    "64": "x86_64",
+    "aarch64": "aarch64",
+    "arm64": "arm64",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+}
+
+
+def native_platform() -> str:
+    system = {"Linux": "linux", "Darwin": "osx", "Windows": "win"}[_platform.system()]
+    machine = _platform.machine().lower()
+    arch = {"x86_64": "64", "amd64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(machine)
+    if arch is None:
+        raise SolveError(f"unsupported machine architecture {machine!r}")
+    if system == "osx" and arch == "aarch64":
+        arch = "arm64"
+    return f"{system}-{arch}"
+
+
+def virtual_packages_for(
+    platform: str, overrides: Mapping[str, str | None] | None = None
+) -> list[GenericVirtualPackage]:
+    """The virtual packages a solve for ``platform`` assumes.
+
+    ``overrides`` maps a name to a version (``{"__cuda": "12.2"}``) or to None to
+    remove it.
+    """
+    os_name, _, arch = platform.partition("-")
+    packages: dict[str, str | None] = dict(DEFAULT_VIRTUAL_PACKAGES.get(os_name, {}))
+    if arch in _ARCHSPEC:
+        packages["__archspec"] = "1"
+    packages.update(overrides or {})
+    result = []
+    for name, version in sorted(packages.items()):
+        if version is None:
+            continue
+        build = _ARCHSPEC.get(arch, "0") if name == "__archspec" else "0"
+        result.append(
+            GenericVirtualPackage(
+                rattler.PackageName(name), rattler.Version(version), rattler.BuildString(build)
+            )
+        )
+    return result
+
+
+class Solver:
+    """Solves specs against channels; keeps one repodata gateway (and its cache) alive."""
+
+    def __init__(
+        self,
+        *,
+        cache_dir: Path | None = None,
+        channel_alias: str = DEFAULT_CHANNEL_ALIAS,
+        default_channels: Sequence[str] = ("conda-forge",),
+        virtual_package_overrides: Mapping[str, str | None] | None = None,
+        timeout: dt.timedelta | None = None,
+    ) -> None:
+        self._gateway = Gateway(cache_dir=cache_dir) if cache_dir else Gateway()
+        self.channel_alias = channel_alias
+        self.default_channels = list(default_channels)
+        self.virtual_package_overrides = dict(virtual_package_overrides or {})
+        self.timeout = timeout
+
+    def channels_for(self, spec: EnvironmentSpec) -> list[str]:
+        return [channel_url(c, self.channel_alias) for c in spec.channels or self.default_channels]
+
+    def solve(self, spec: EnvironmentSpec, platforms: Sequence[str] | None = None) -> Lock:
+        """Lock ``spec`` for ``platforms`` (default: the spec's, else this machine's)."""
+        if spec.pip:
+            raise SpecError(
+                "pip requirements cannot be locked yet; remove the pip: list or "
+                "use the conda packages of those projects",
+                field="pip",
+            )
+        targets = sorted(set(platforms or spec.platforms or [native_platform()]))
+        channels = self.channels_for(spec)
+        return asyncio.run(self._solve_all(channels, list(spec.dependencies), targets))
+
+    async def _solve_all(self, channels: list[str], specs: list[str], targets: list[str]) -> Lock:
+        results = await asyncio.gather(*(self._solve_one(channels, specs, t) for t in targets))
+        return Lock.create(channels, dict(zip(targets, results, strict=True)))
+
+    async def _solve_one(
+        self, channels: list[str], specs: list[str], platform: str
+    ) -> list[LockedPackage]:
+        try:
+            records = await rattler.solve(
+                sources=channels,
+                specs=with_bare_names(specs),
+                gateway=self._gateway,
+                platforms=[platform, "noarch"],
+                virtual_packages=virtual_packages_for(platform, self.virtual_package_overrides),
+                channel_priority=ChannelPriority.Strict,
+                timeout=self.timeout,
+            )
+        except Exception as exc:
+            raise _explain(exc, platform, channels) from None
+        return [locked_package_from_record(r) for r in records]
+
+
+def with_bare_names(specs: list[str]) -> list[str]:
+    """``specs`` plus the bare name of each, so strict priority sees every channel's records.
+
+    rattler fetches only the records matching a requested spec, so with
+    ``tool >=2`` a higher-priority channel holding only ``tool 1.0`` looks as
+    if it had no ``tool`` at all and a lower one would win. Asking for ``tool``
+    too adds no constraint but makes the name's first channel the only one.
+    """
+    names = []
+    for text in specs:
+        spec = rattler.MatchSpec(text)
+        if spec.name is not None and spec.channel is None:
+            name = spec.name.normalized
+            if name not in names and name != text:
+                names.append(name)
+    return [*specs, *(n for n in names if n not in specs)]
+
+
+def locked_package_from_record(record: rattler.RepoDataRecord) -> LockedPackage:
+    if record.sha256 is None:
+        raise SolveError(f"package {record.file_name} has no sha256 in its channel's repodata")
+    return LockedPackage(
+        name=record.name.normalized,
+        version=str(record.version),
+        build=str(record.build),
+        build_number=int(record.build_number),
+        subdir=str(record.subdir),
+        url=record.url,
+        channel=str(record.channel or ""),
+        sha256=_hex(record.sha256),
+        md5=_hex(record.md5) if record.md5 is not None else None,
+        size=record.size,
+        depends=tuple(record.depends),
+        constrains=tuple(record.constrains),
+        noarch=_noarch(record),
+    )
+
+
+def _noarch(record: rattler.RepoDataRecord) -> str | None:
+    noarch = record.noarch
+    if noarch is None:
+        return None
+    if getattr(noarch, "python", False):
+        return "python"
+    if getattr(noarch, "generic", False):
+        return "generic"
+    return None
+
+
+def _hex(value: bytes | str) -> str:
+    return value.hex() if isinstance(value, bytes) else str(value)
+
+
+def _explain(exc: Exception, platform: str, channels: list[str]) -> SolveError:
+    """Turn rattler's errors into a plain-words SolveError."""
+    text = str(exc).strip()
+    kind = type(exc).__name__
+    if kind == "SolverError":
+        summary = f"the environment cannot be solved for {platform}"
+        missing = _missing_packages(text)
+        if missing:
+            summary += (
+                f": no package named {', '.join(repr(m) for m in missing)} "
+                f"in channels {', '.join(channels)}"
+            )
+        return SolveError(f"{summary}.\n{text}", detail={"platform": platform, "solver": text})
+    return SolveError(
+        f"cannot read the channels {', '.join(channels)} for {platform}: {text}",
+        detail={"platform": platform, "error": kind},
+    )
+
+
+def _missing_packages(text: str) -> list[str]:
+    """Names of packages the solver found no candidates for at all."""
+    names = []
+    for line in text.splitlines():
+        if "No candidates were found for " in line:
+            spec = line.split("No candidates were found for ", 1)[1]
+        elif ", for which no candidates were found" in line:
+            spec = line.split(", for which no candidates were found", 1)[0]
+            spec = spec.lstrip(" │├└─")
+        else:
+            continue
+        name = spec.strip().rstrip(".").split(" ")[0]
+        if name not in names:
+            names.append(name)
+    return names

@@ -1,0 +1,53 @@
+"""Fixtures shared by every test: the real conda-forge sample channel and test-built channels."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.packages import PackageDef, make_channel
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _shared_dir(variable: str, default: str) -> Path:
+    value = os.environ.get(variable)
+    return Path(value) if value else (REPO_ROOT / default).resolve()
+
+
+@pytest.fixture(scope="session")
+def sample_channel() -> str:
+    """The real conda-forge channel used for offline tests, as a `file://` URL."""
+    root = _shared_dir("CONDASTORE_SAMPLE_CHANNEL", "../shared/conda-forge-sample")
+    if not (root / "linux-64" / "repodata.json").is_file():
+        pytest.skip(
+            f"the conda-forge sample channel is not at {root}; "
+            "set CONDASTORE_SAMPLE_CHANNEL to a copy of it"
+        )
+    return root.as_uri()
+
+
+@pytest.fixture(scope="session")
+def py39_repodata_channel() -> str:
+    """Real conda-forge repodata for python=3.9 environments, without the packages."""
+    root = _shared_dir("CONDASTORE_PY39_REPODATA", "../shared/repodata/conda-forge-py39-20240516")
+    if not (root / "linux-64" / "repodata.json").is_file():
+        pytest.skip(
+            f"the python 3.9 repodata sample is not at {root}; "
+            "set CONDASTORE_PY39_REPODATA to a copy of it"
+        )
+    return root.as_uri()
+
+
+@pytest.fixture
+def make_test_channel(tmp_path_factory):
+    """Build a fresh `file://` channel from package definitions; returns its URL."""
+    counter = itertools.count()
+
+    def make(packages: list[PackageDef]) -> str:
+        return make_channel(tmp_path_factory.mktemp(f"channel{next(counter)}"), packages)
+
+    return make

@@ -1,0 +1,144 @@
+"""Environment images: deterministic per-package layers, shared between images, any platform."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+
+import pytest
+
+from condastore_core.digests import Digest
+from condastore_core.image.builder import ImageBuilder, link_order
+from condastore_core.image.cache import FileLayerCache
+from condastore_core.image.tarball import ZSTD
+from condastore_core.solve import Solver
+from condastore_core.spec import EnvironmentSpec
+from condastore_core.store import LocalBlobStore, read_all
+from tests.support.packages import PackageDef
+
+
+def make_builder(root, **kw) -> ImageBuilder:
+    store = LocalBlobStore(root / "blobs")
+    return ImageBuilder(store, FileLayerCache(root, store), root / "pkgs", root / "tmp", **kw)
+
+
+def lock_of(channel, *deps, platform="linux-64"):
+    spec = EnvironmentSpec.from_dict(
+        {"name": "i", "channels": [channel], "dependencies": list(deps)}
+    )
+    return Solver().solve(spec, [platform])
+
+
+def layer_members(builder, record) -> dict[str, tarfile.TarInfo]:
+    data = read_all(builder.store, Digest.parse(record.digest))
+    if record.media_type.endswith("gzip"):
+        data = gzip.decompress(data)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return {m.name: m for m in tf.getmembers()}
+
+
+def test_one_layer_per_package_plus_final(make_test_channel, tmp_path):
+    url = make_test_channel(
+        [PackageDef("hello", "1.0", depends=["libx"]), PackageDef("libx", "2.0")]
+    )
+    b = make_builder(tmp_path)
+    image = b.build(lock_of(url, "hello"), "linux-64", labels={"k": "v"})
+    assert image.layers_built == 2
+    assert [r.packages for r in image.layers] == [("libx",), ("hello",), ()]  # deps first
+    manifest = json.loads(image.manifest)
+    config = json.loads(read_all(b.store, image.config_digest))
+    assert config["architecture"] == "amd64" and config["os"] == "linux"
+    assert config["rootfs"]["diff_ids"] == [r.diff_id for r in image.layers]
+    assert "CONDA_PREFIX=/opt/conda" in config["config"]["Env"]
+    assert config["config"]["Labels"] == {"k": "v"}
+    assert [x["digest"] for x in manifest["layers"]] == [r.digest for r in image.layers]
+    members = layer_members(b, image.layers[1])
+    assert "opt/conda/bin/hello" in members
+    assert members["opt/conda/bin/hello"].mode == 0o755
+    assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 for m in members.values())
+    meta_name = next(n for n in members if n.startswith("opt/conda/conda-meta/hello-"))
+    assert members[meta_name].isfile()
+
+
+def test_conda_meta_in_layers_is_normalised(make_test_channel, tmp_path):
+    url = make_test_channel([PackageDef("hello", "1.0", has_prefix_file=True)])
+    b = make_builder(tmp_path)
+    image = b.build(lock_of(url, "hello"), "linux-64")
+    data = gzip.decompress(read_all(b.store, Digest.parse(image.layers[0].digest)))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        meta_member = next(m for m in tf.getmembers() if m.name.endswith(".json"))
+        meta = json.loads(tf.extractfile(meta_member).read())
+        texts = [tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()]
+    for field in ("extracted_package_dir", "package_tarball_full_path", "requested_specs", "link"):
+        assert field not in meta
+    assert str(tmp_path).encode() not in b"".join(texts)  # nothing of this machine leaks in
+    assert any(b"/opt/conda" in t for t in texts)  # the placeholder became the image prefix
+
+
+def test_second_image_reuses_shared_layers(make_test_channel, tmp_path):
+    url = make_test_channel([PackageDef(n, "1.0") for n in ("a", "b", "c")])
+    b = make_builder(tmp_path)
+    first = b.build(lock_of(url, "a", "b"), "linux-64")
+    second = b.build(lock_of(url, "a", "c"), "linux-64")
+    assert first.layers_built == 2 and second.layers_built == 1
+    shared = {r.digest for r in first.layers} & {r.digest for r in second.layers}
+    assert {r.digest for r in first.layers if r.packages == ("a",)} <= shared
+
+
+def test_rebuild_from_empty_cache_is_byte_identical(make_test_channel, tmp_path):
+    url = make_test_channel(
+        [
+            PackageDef("hello", "1.0", has_prefix_file=True),
+            PackageDef("other", "1.0", archive="tar.bz2"),
+        ]
+    )
+    one = make_builder(tmp_path / "one").build(lock_of(url, "hello", "other"), "linux-64")
+    two = make_builder(tmp_path / "two").build(lock_of(url, "hello", "other"), "linux-64")
+    assert one.manifest_digest == two.manifest_digest
+    assert one.manifest == two.manifest
+
+
+def test_zstd_layers(make_test_channel, tmp_path):
+    url = make_test_channel([PackageDef("hello", "1.0")])
+    image = make_builder(tmp_path, compression=ZSTD).build(lock_of(url, "hello"), "linux-64")
+    assert all(r.media_type.endswith("+zstd") for r in image.layers)
+
+
+def test_aarch64_image_on_any_machine(make_test_channel, tmp_path):
+    url = make_test_channel([PackageDef("tool", "1.0", subdir="linux-aarch64")])
+    b = make_builder(tmp_path)
+    image = b.build(lock_of(url, "tool", platform="linux-aarch64"), "linux-aarch64")
+    config = json.loads(read_all(b.store, image.config_digest))
+    assert (config["architecture"], config.get("variant")) == ("arm64", "v8")
+    assert "opt/conda/bin/tool" in layer_members(b, image.layers[0])
+
+
+def test_shell_base_gets_an_activating_entrypoint(make_test_channel, tmp_path):
+    url = make_test_channel([PackageDef("hello", "1.0")])
+    b = make_builder(tmp_path)
+    image = b.build(lock_of(url, "hello"), "linux-64", base_has_shell=True)
+    config = json.loads(read_all(b.store, image.config_digest))
+    assert config["config"]["Entrypoint"] == ["/opt/conda/.condastore/entrypoint.sh"]
+    assert "opt/conda/.condastore/entrypoint.sh" in layer_members(b, image.layers[-1])
+
+
+def test_non_linux_platforms_are_refused(make_test_channel, tmp_path):
+    url = make_test_channel([PackageDef("tool", "1.0", subdir="osx-arm64")])
+    with pytest.raises(ValueError, match="linux platforms only"):
+        make_builder(tmp_path).build(lock_of(url, "tool", platform="osx-arm64"), "osx-arm64")
+
+
+def test_link_order_puts_dependencies_first():
+    from tests.core.test_lock import pkg
+
+    ordered = link_order(
+        (
+            pkg("app", depends=("libb", "liba >=1")),
+            pkg("libb", depends=("liba",)),
+            pkg("liba"),
+            pkg("zzz"),
+        )
+    )
+    assert [p.name for p in ordered] == ["liba", "zzz", "libb", "app"]

@@ -1,0 +1,154 @@
+"""Locks: hash contract, conda-lock.yml round trip through conda-lock itself, explicit lists."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from conda_lock.lockfile import parse_conda_lock_file
+
+from condastore_core.errors import LockError
+from condastore_core.hashing import canonical_json
+from condastore_core.lock import (
+    Lock,
+    LockedPackage,
+    parse_conda_lock_yaml,
+    to_conda_lock_yaml,
+    to_explicit,
+)
+
+CH = "https://conda.anaconda.org/conda-forge"
+
+
+def pkg(name: str, version: str = "1.0", subdir: str = "linux-64", **kw) -> LockedPackage:
+    build = kw.pop("build", "h0_0")
+    fn = f"{name}-{version}-{build}.conda"
+    return LockedPackage(
+        name=name,
+        version=version,
+        build=build,
+        subdir=subdir,
+        url=f"{CH}/{subdir}/{fn}",
+        channel=CH,
+        sha256=hashlib.sha256(fn.encode()).hexdigest(),
+        md5=hashlib.md5(fn.encode()).hexdigest(),
+        **kw,
+    )
+
+
+def sample_lock() -> Lock:
+    return Lock.create(
+        [CH],
+        {
+            "linux-64": [pkg("zstd", "1.5.5", depends=("libzlib >=1.2.13",)), pkg("libzlib")],
+            "osx-arm64": [pkg("zstd", "1.5.5", "osx-arm64"), pkg("tzdata", "2024a", "noarch")],
+        },
+    )
+
+
+def test_lock_hash_ignores_record_order_and_fields_conda_lock_cannot_carry():
+    a = sample_lock()
+    b = Lock.create(
+        [CH],
+        {
+            "osx-arm64": [pkg("tzdata", "2024a", "noarch"), pkg("zstd", "1.5.5", "osx-arm64")],
+            "linux-64": [
+                pkg("libzlib", size=123),
+                pkg("zstd", "1.5.5", depends=("libzlib >=1.2.13",)),
+            ],
+        },
+    )
+    assert a.lock_hash == b.lock_hash
+    assert a.build_key == a.lock_hash[:16]
+
+
+def test_lock_hash_changes_with_any_package_identity():
+    a = sample_lock()
+    other = Lock.create(
+        [CH],
+        {
+            "linux-64": [pkg("zstd", "1.5.6"), pkg("libzlib")],
+            "osx-arm64": list(a.packages["osx-arm64"]),
+        },
+    )
+    assert other.lock_hash != a.lock_hash
+
+
+def test_golden_lock_hash():
+    lock = Lock.create([CH], {"linux-64": [pkg("zstd", "1.5.5")]})
+    record = {
+        "build": "h0_0",
+        "depends": {},
+        "md5": hashlib.md5(b"zstd-1.5.5-h0_0.conda").hexdigest(),
+        "name": "zstd",
+        "sha256": hashlib.sha256(b"zstd-1.5.5-h0_0.conda").hexdigest(),
+        "subdir": "linux-64",
+        "url": f"{CH}/linux-64/zstd-1.5.5-h0_0.conda",
+        "version": "1.5.5",
+    }
+    expected = hashlib.sha256(
+        canonical_json({"kind": "lock", "payload": {"linux-64": [record]}, "scheme": 1})
+    ).hexdigest()
+    assert lock.lock_hash == expected
+    assert lock.lock_hash == "1716c55ab4b449b64a6c674b1769745542ea3a82e32a473ca3b7df72a756cc71"
+
+
+def test_conda_lock_parses_what_we_write_and_we_read_it_back(tmp_path):
+    lock = sample_lock()
+    text = to_conda_lock_yaml(lock, spec_hash="ab" * 32)
+    path = tmp_path / "conda-lock.yml"
+    path.write_text(text)
+    parsed = parse_conda_lock_file(path)  # conda-lock's own parser
+    assert sorted(parsed.metadata.platforms) == ["linux-64", "osx-arm64"]
+    by_key = {(p.platform, p.name): p for p in parsed.package}
+    zstd = by_key[("linux-64", "zstd")]
+    assert zstd.version == "1.5.5"
+    assert zstd.hash.sha256 == lock.packages["linux-64"][1].sha256
+    assert zstd.dependencies == {"libzlib": ">=1.2.13"}
+    assert parsed.metadata.custom_metadata["condastore_lock_hash"] == lock.lock_hash
+
+    again = parse_conda_lock_yaml(text)
+    assert again.lock_hash == lock.lock_hash
+    assert again.packages["osx-arm64"][0].subdir == "noarch"  # tzdata, from its URL
+
+
+def test_explicit_list_pins_each_url_by_sha256():
+    lock = sample_lock()
+    text = to_explicit(lock, "linux-64")
+    lines = text.splitlines()
+    assert "# platform: linux-64" in lines
+    urls = lines[lines.index("@EXPLICIT") + 1 :]
+    assert urls == [f"{r.url}#sha256:{r.sha256}" for r in lock.packages["linux-64"]]
+    with pytest.raises(LockError, match="no packages for win-64"):
+        to_explicit(lock, "win-64")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("version: 1\nmetadata: {}\npackage: []\n", "invalid conda-lock.yml"),
+        ("package: []\n", "invalid conda-lock.yml"),
+        ("version: 9\nmetadata: {}\npackage: []\n", "invalid conda-lock.yml"),
+        (": : :\n", "invalid conda-lock.yml"),
+    ],
+)
+def test_bad_lockfiles_are_refused(text, words):
+    with pytest.raises(LockError, match=words):
+        parse_conda_lock_yaml(text)
+
+
+def test_pip_packages_in_a_lockfile_are_refused():
+    text = to_conda_lock_yaml(Lock.create([CH], {"linux-64": [pkg("zstd")]}))
+    text = text.replace("manager: conda", "manager: pip", 1)
+    with pytest.raises(LockError, match="only conda packages"):
+        parse_conda_lock_yaml(text)
+
+
+def test_canonical_json_is_compact_and_sorted():
+    assert canonical_json({"b": [1, {"d": 1, "c": 2}], "a": "é"}) == (
+        '{"a":"é","b":[1,{"c":2,"d":1}]}'.encode()
+    )
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+    assert json.loads(canonical_json({"k": 1})) == {"k": 1}

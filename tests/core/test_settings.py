@@ -1,0 +1,63 @@
+"""Settings: flags over CONDASTORE_* variables over the config file over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from condastore_core.errors import ConfigError
+from condastore_core.settings import Settings, default_data_dir, load_settings
+
+
+def test_defaults_follow_platform_conventions(tmp_path):
+    s = load_settings(environ={"XDG_DATA_HOME": str(tmp_path)}, config_file=None)
+    assert s.data_dir == default_data_dir()
+    assert s.resolved_database_url.endswith("condastore.db")
+    assert s.resolved_store_url == str(s.data_dir / "blobs")
+
+
+def test_precedence_flags_env_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('channels = ["from-file"]\ntarball = false\nstore_url = "/file/store"\n')
+    env = {"CONDASTORE_CHANNELS": "env-a, env-b", "CONDASTORE_STORE_URL": "/env/store"}
+    s = load_settings({"store_url": "/flag/store"}, environ=env, config_file=cfg)
+    assert s.store_url == "/flag/store"  # flag wins
+    assert s.channels == ("env-a", "env-b")  # env beats file
+    assert s.tarball is False  # file beats default
+    assert load_settings(environ={}, config_file=cfg).channels == ("from-file",)
+
+
+def test_config_file_in_data_dir_is_found(tmp_path):
+    (tmp_path / "condastore.toml").write_text('virtual_packages = {__cuda = "12.2"}\n')
+    s = load_settings({"data_dir": tmp_path}, environ={})
+    assert s.virtual_package_overrides() == {"__cuda": "12.2"}
+
+
+def test_env_virtual_packages_and_removal():
+    s = load_settings(environ={"CONDASTORE_VIRTUAL_PACKAGES": "__cuda=12.2,__glibc="})
+    assert s.virtual_package_overrides() == {"__cuda": "12.2", "__glibc": None}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"environ": {"CONDASTORE_TARBALL": "maybe"}}, "invalid value for setting 'tarball'"),
+        ({"environ": {}, "config_file": Path("/nonexistent/c.toml")}, "does not exist"),
+    ],
+)
+def test_bad_settings_are_clear(kwargs, words):
+    with pytest.raises(ConfigError, match=words):
+        load_settings(**kwargs)
+
+
+def test_unknown_key_in_config_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("chanels = []\n")
+    with pytest.raises(ConfigError, match="unknown setting 'chanels'"):
+        load_settings(environ={}, config_file=cfg)
+
+
+def test_settings_is_immutable():
+    with pytest.raises(AttributeError):
+        Settings().tarball = False  # type: ignore[misc]
