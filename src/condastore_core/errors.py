@@ -75,5 +75,29 @@ class InvalidDigest(CondastoreError):
     code = "DIGEST_INVALID"
 
 
-class BuildNotFound(CondastoreError):
+class NotFound(CondastoreError):
+    """A namespace, environment, build or artifact that does not exist (or was deleted)."""
+
+    code = "NOT_FOUND"
+
+
+class BuildNotFound(NotFound):
     code = "BUILD_UNKNOWN"
+
+
+class Conflict(CondastoreError):
+    """The request contradicts the current state (a name taken, a build not completed)."""
+
+    code = "CONFLICT"
+
+
+class InvalidRequest(CondastoreError):
+    """A request whose shape or values are wrong, independent of any stored state."""
+
+    code = "INVALID_REQUEST"
+
+
+class BuildCanceled(CondastoreError):
+    """Raised inside a build when its cancellation was requested; the build ends CANCELED."""
+
+    code = "BUILD_CANCELED"

@@ -1,0 +1,162 @@
+"""The service's metadata tables: namespaces, environments, specifications, builds, artifacts.
+
+Blobs live in the blob store; these rows only point at them by digest. A
+specification is stored once per spec hash. A build belongs to one environment
+and one specification; its packages are rows of their own so builds can be
+searched by package. Build logs are append-only chunks, never rewritten.
+Deleted namespaces and environments keep their rows (``deleted_at``) for audit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from condastore_core.db.base import Base
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class BuildStatus(enum.StrEnum):
+    QUEUED = "QUEUED"
+    BUILDING = "BUILDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (BuildStatus.COMPLETED, BuildStatus.FAILED, BuildStatus.CANCELED)
+
+
+class Namespace(Base):
+    __tablename__ = "namespaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Specification(Base):
+    __tablename__ = "specifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    #: The canonical spec, as parsed (``EnvironmentSpec.canonical()``).
+    spec: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    current_build_id: Mapped[int | None] = mapped_column(
+        ForeignKey("builds.id", use_alter=True, ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    namespace: Mapped[Namespace] = relationship(lazy="joined")
+    current_build: Mapped[Build | None] = relationship(
+        foreign_keys=[current_build_id], post_update=True, lazy="joined"
+    )
+
+
+class Build(Base):
+    __tablename__ = "builds"
+    __table_args__ = (Index("ix_builds_lock_hash_status", "lock_hash", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"), index=True)
+    specification_id: Mapped[int] = mapped_column(ForeignKey("specifications.id"))
+    status: Mapped[BuildStatus] = mapped_column(
+        Enum(BuildStatus, native_enum=False, length=16), default=BuildStatus.QUEUED, index=True
+    )
+    #: What the build is doing now (``solving``, ``downloading 3/24``...), for progress bars.
+    step: Mapped[str] = mapped_column(String(64), default="")
+    platforms: Mapped[list] = mapped_column(JSON, default=list)
+    #: A lock given as input (built exactly, without solving), as conda-lock YAML.
+    input_lock: Mapped[str | None] = mapped_column(Text)
+    lock_hash: Mapped[str | None] = mapped_column(String(64))
+    build_key: Mapped[str | None] = mapped_column(String(32))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    #: The completed build whose artifacts this one reuses (same lock hash).
+    reused_build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
+    queued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    environment: Mapped[Environment] = relationship(foreign_keys=[environment_id], lazy="joined")
+    specification: Mapped[Specification] = relationship(lazy="joined")
+    artifacts: Mapped[list[Artifact]] = relationship(
+        back_populates="build", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("build_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(140), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    build: Mapped[Build] = relationship(back_populates="artifacts")
+
+
+class BuildPackage(Base):
+    """One package of a build's lock, so builds can be searched and compared by package."""
+
+    __tablename__ = "build_packages"
+    __table_args__ = (UniqueConstraint("build_id", "platform", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id"), index=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    build: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class LogChunk(Base):
+    """A piece of a build log; ``start`` is its first character's position in the whole log."""
+
+    __tablename__ = "log_chunks"
+    __table_args__ = (UniqueConstraint("build_id", "start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id"), index=True)
+    start: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str] = mapped_column(Text)

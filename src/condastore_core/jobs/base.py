@@ -1,0 +1,13 @@
+"""The one interface every job engine implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class JobQueue(Protocol):
+    def enqueue_build(self, build_id: int) -> None:
+        """Run build ``build_id`` soon; enqueuing one already queued or running is a no-op."""
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop taking work; with ``wait``, let running jobs finish."""

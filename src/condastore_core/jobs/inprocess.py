@@ -1,0 +1,50 @@
+"""The embedded job engine: a small thread pool inside the serving process.
+
+Requests never wait for a build: they enqueue and return. A build id that is
+already queued or running here is not submitted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from condastore_core.service.context import Context
+from condastore_core.service.runner import run_build
+
+logger = logging.getLogger(__name__)
+
+
+class InProcessQueue:
+    def __init__(self, ctx: Context, workers: int = 2) -> None:
+        self._ctx = ctx
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="condastore-build")
+        self._pending: dict[int, Future[object]] = {}
+        self._lock = threading.Lock()
+
+    def enqueue_build(self, build_id: int) -> None:
+        with self._lock:
+            if build_id in self._pending:
+                return
+            future = self._pool.submit(self._run, build_id)
+            self._pending[build_id] = future
+
+    def _run(self, build_id: int) -> None:
+        try:
+            run_build(self._ctx, build_id)
+        except Exception:  # run_build records failures itself; this is a last resort
+            logger.exception("build %s crashed its job", build_id)
+        finally:
+            with self._lock:
+                self._pending.pop(build_id, None)
+
+    def wait_idle(self, timeout: float | None = None) -> None:
+        """Block until every submitted build has finished (tests and shutdown)."""
+        with self._lock:
+            futures = list(self._pending.values())
+        for future in futures:
+            future.result(timeout=timeout)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)

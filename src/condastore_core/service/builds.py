@@ -1,0 +1,127 @@
+"""Builds: look them up, list them by status, environment or package, cancel, rebuild."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from condastore_core.artifacts import ArtifactKind
+from condastore_core.db.models import (
+    Artifact,
+    Build,
+    BuildPackage,
+    BuildStatus,
+    Environment,
+    Namespace,
+    utcnow,
+)
+from condastore_core.errors import BuildNotFound, Conflict, InvalidRequest, NotFound
+from condastore_core.service.context import Context
+from condastore_core.service.environments import enqueue_build
+from condastore_core.service.pagination import Page, paginate
+
+
+def find_build(session: Session, build_id: int) -> Build:
+    build = session.get(Build, build_id)
+    if build is None or build.deleted_at is not None:
+        raise BuildNotFound(f"build {build_id} does not exist")
+    return build
+
+
+def get_build(ctx: Context, build_id: int) -> Build:
+    with ctx.sessions() as session:
+        return find_build(session, build_id)
+
+
+def list_builds(
+    ctx: Context,
+    *,
+    status: str | None = None,
+    namespace: str | None = None,
+    environment: str | None = None,
+    package: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Page[Build]:
+    with ctx.sessions() as session:
+        stmt = (
+            select(Build)
+            .join(Environment, Build.environment_id == Environment.id)
+            .join(Namespace, Environment.namespace_id == Namespace.id)
+            .where(Build.deleted_at.is_(None))
+        )
+        if status:
+            try:
+                stmt = stmt.where(Build.status == BuildStatus(status.upper()))
+            except ValueError:
+                names = ", ".join(s.value for s in BuildStatus)
+                raise InvalidRequest(f"unknown status {status!r} (one of {names})") from None
+        if namespace:
+            stmt = stmt.where(Namespace.name == namespace)
+        if environment:
+            stmt = stmt.where(Environment.name == environment)
+        if package:
+            stmt = stmt.where(
+                Build.id.in_(select(BuildPackage.build_id).where(BuildPackage.name == package))
+            )
+        return paginate(session, stmt, Build.id, limit, cursor)
+
+
+def build_packages(ctx: Context, build_id: int) -> list[BuildPackage]:
+    with ctx.sessions() as session:
+        find_build(session, build_id)
+        return list(
+            session.scalars(
+                select(BuildPackage)
+                .where(BuildPackage.build_id == build_id)
+                .order_by(BuildPackage.platform, BuildPackage.name)
+            )
+        )
+
+
+def find_artifact(ctx: Context, build_id: int, kind: str) -> Artifact:
+    try:
+        kind = ArtifactKind(kind).value
+    except ValueError:
+        names = ", ".join(k.value for k in ArtifactKind)
+        raise InvalidRequest(f"unknown artifact kind {kind!r} (one of {names})") from None
+    with ctx.sessions() as session:
+        build = find_build(session, build_id)
+        for artifact in build.artifacts:
+            if artifact.kind == kind:
+                return artifact
+    raise NotFound(f"build {build_id} has no {kind} artifact (status {build.status.value})")
+
+
+def cancel_build(ctx: Context, build_id: int) -> Build:
+    """Cancel a queued build at once; ask a running one to stop at its next step."""
+    with ctx.sessions.begin() as session:
+        build = find_build(session, build_id)
+        if build.status.finished:
+            raise Conflict(f"build {build_id} is already {build.status.value}")
+        build.cancel_requested = True
+        if build.status == BuildStatus.QUEUED:
+            build.status = BuildStatus.CANCELED
+            build.step = "canceled"
+            build.ended_at = utcnow()
+    return get_build(ctx, build_id)
+
+
+def rebuild(ctx: Context, build_id: int) -> Build:
+    """Queue a new build of the same spec (and lock, if it was built from one)."""
+    with ctx.sessions.begin() as session:
+        old = find_build(session, build_id)
+        if old.environment.deleted_at is not None:
+            raise NotFound(f"the environment of build {build_id} was deleted")
+        build = Build(
+            environment_id=old.environment_id,
+            specification_id=old.specification_id,
+            platforms=list(old.platforms),
+            input_lock=old.input_lock,
+            status=BuildStatus.QUEUED,
+            step="queued",
+        )
+        session.add(build)
+        session.flush()
+        new_id = build.id
+    return enqueue_build(ctx, new_id)

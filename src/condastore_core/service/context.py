@@ -1,0 +1,52 @@
+"""Everything a service call or a job needs, built once from settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from condastore_core.builds import LocalBuilder
+from condastore_core.db.base import make_engine, make_sessionmaker
+from condastore_core.db.migrate import upgrade
+from condastore_core.settings import Settings
+from condastore_core.solve import Solver
+from condastore_core.store import BlobStore, open_store
+
+if TYPE_CHECKING:
+    from condastore_core.jobs.base import JobQueue
+
+
+@dataclass
+class Context:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    store: BlobStore
+    solver: Solver
+    #: Where new builds are sent; set by whoever runs the service (web app, worker).
+    jobs: JobQueue | None = field(default=None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Context:
+        """Connect to the database (migrating it to head) and the blob store."""
+        engine = make_engine(settings.resolved_database_url)
+        if migrate:
+            upgrade(engine)
+        timeout = settings.solve_timeout_seconds
+        solver = Solver(
+            cache_dir=settings.data_dir / "repodata-cache",
+            channel_alias=settings.channel_alias,
+            default_channels=settings.channels,
+            virtual_package_overrides=settings.virtual_package_overrides(),
+            timeout=dt.timedelta(seconds=timeout) if timeout else None,
+        )
+        return cls(
+            settings, make_sessionmaker(engine), open_store(settings.resolved_store_url), solver
+        )
+
+    def builder(self) -> LocalBuilder:
+        return LocalBuilder(
+            self.settings.data_dir, self.store, self.solver, tarball=self.settings.tarball
+        )

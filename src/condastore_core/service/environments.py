@@ -1,0 +1,215 @@
+"""Environments: submit a spec, move the current build, roll back, delete, compare builds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from condastore_core.db.models import (
+    Build,
+    BuildPackage,
+    BuildStatus,
+    Environment,
+    Namespace,
+    Specification,
+    utcnow,
+)
+from condastore_core.errors import Conflict, InvalidRequest, NotFound
+from condastore_core.lock import Lock, to_conda_lock_yaml
+from condastore_core.service.context import Context
+from condastore_core.service.namespaces import find_namespace
+from condastore_core.service.pagination import Page, paginate
+from condastore_core.spec import KNOWN_PLATFORMS, EnvironmentSpec
+
+
+def find_environment(session: Session, namespace: str, name: str) -> Environment:
+    env = session.scalar(
+        select(Environment)
+        .join(Namespace, Environment.namespace_id == Namespace.id)
+        .where(
+            Namespace.name == namespace,
+            Namespace.deleted_at.is_(None),
+            Environment.name == name,
+            Environment.deleted_at.is_(None),
+        )
+    )
+    if env is None:
+        raise NotFound(f"environment {namespace}/{name} does not exist")
+    return env
+
+
+def _specification(session: Session, spec: EnvironmentSpec) -> Specification:
+    """The stored row of ``spec`` (one per spec hash), created if needed."""
+    row = session.scalar(select(Specification).where(Specification.spec_hash == spec.spec_hash))
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = Specification(spec_hash=spec.spec_hash, name=spec.name, spec=spec.canonical())
+            session.add(row)
+    except IntegrityError:  # stored meanwhile by a concurrent request
+        row = session.scalars(
+            select(Specification).where(Specification.spec_hash == spec.spec_hash)
+        ).one()
+    return row
+
+
+def submit(
+    ctx: Context,
+    namespace: str,
+    spec: EnvironmentSpec,
+    *,
+    description: str | None = None,
+    platforms: list[str] | None = None,
+    lock: Lock | None = None,
+) -> Build:
+    """Create or update ``namespace/spec.name`` and queue a build of ``spec`` (or of ``lock``).
+
+    A request for what is already queued or building for that environment (same
+    spec, platforms and lock) returns that build instead of queueing another.
+    """
+    targets = sorted(set(platforms or spec.platforms or ()))
+    unknown = [p for p in targets if p not in KNOWN_PLATFORMS]
+    if unknown:
+        raise InvalidRequest(f"unknown platform {unknown[0]!r}")
+    input_lock = to_conda_lock_yaml(lock) if lock is not None else None
+    with ctx.sessions.begin() as session:
+        ns = find_namespace(session, namespace)
+        env = session.scalar(
+            select(Environment).where(
+                Environment.namespace_id == ns.id, Environment.name == spec.name
+            )
+        )
+        if env is None:
+            env = Environment(namespace_id=ns.id, name=spec.name, description="")
+            session.add(env)
+        elif env.deleted_at is not None:  # re-created under the same name
+            env.deleted_at = None
+            env.current_build_id = None
+        if description is not None or spec.description is not None:
+            env.description = description if description is not None else spec.description or ""
+        env.updated_at = utcnow()
+        specification = _specification(session, spec)
+        session.flush()
+        pending = session.scalar(
+            select(Build).where(
+                Build.environment_id == env.id,
+                Build.specification_id == specification.id,
+                Build.status.in_([BuildStatus.QUEUED, BuildStatus.BUILDING]),
+                Build.cancel_requested.is_(False),
+            )
+        )
+        if (
+            pending is not None
+            and pending.platforms == targets
+            and pending.input_lock == input_lock
+        ):
+            return pending
+        build = Build(
+            environment_id=env.id,
+            specification_id=specification.id,
+            platforms=targets,
+            input_lock=input_lock,
+            status=BuildStatus.QUEUED,
+            step="queued",
+        )
+        session.add(build)
+        session.flush()
+        build_id = build.id
+    return enqueue_build(ctx, build_id)
+
+
+def enqueue_build(ctx: Context, build_id: int) -> Build:
+    if ctx.jobs is not None:
+        ctx.jobs.enqueue_build(build_id)
+    with ctx.sessions() as session:
+        return session.get_one(Build, build_id)
+
+
+def get_environment(ctx: Context, namespace: str, name: str) -> Environment:
+    with ctx.sessions() as session:
+        return find_environment(session, namespace, name)
+
+
+def list_environments(
+    ctx: Context,
+    *,
+    namespace: str | None = None,
+    search: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Page[Environment]:
+    with ctx.sessions() as session:
+        stmt = (
+            select(Environment)
+            .join(Namespace, Environment.namespace_id == Namespace.id)
+            .where(Environment.deleted_at.is_(None), Namespace.deleted_at.is_(None))
+        )
+        if namespace:
+            stmt = stmt.where(Namespace.name == namespace)
+        if search:
+            pattern = f"%{search.lower()}%"
+            stmt = stmt.where(
+                or_(Environment.name.like(pattern), Environment.description.ilike(pattern))
+            )
+        return paginate(session, stmt, Environment.id, limit, cursor)
+
+
+def set_current_build(ctx: Context, namespace: str, name: str, build_id: int) -> Environment:
+    """Roll back (or forward) to any completed build of the environment."""
+    with ctx.sessions.begin() as session:
+        env = find_environment(session, namespace, name)
+        build = session.get(Build, build_id)
+        if build is None or build.environment_id != env.id or build.deleted_at is not None:
+            raise NotFound(f"build {build_id} is not a build of {namespace}/{name}")
+        if build.status != BuildStatus.COMPLETED:
+            raise Conflict(
+                f"build {build_id} is {build.status.value}; only a COMPLETED build can be current"
+            )
+        env.current_build_id = build.id
+        env.updated_at = utcnow()
+    return get_environment(ctx, namespace, name)
+
+
+def delete_environment(ctx: Context, namespace: str, name: str) -> None:
+    """Soft delete: hidden from lists, rows kept for audit, artifacts left for collection."""
+    with ctx.sessions.begin() as session:
+        env = find_environment(session, namespace, name)
+        now = utcnow()
+        env.deleted_at = now
+        for build in session.scalars(select(Build).where(Build.environment_id == env.id)):
+            build.deleted_at = build.deleted_at or now
+            if not build.status.finished:
+                build.cancel_requested = True
+
+
+@dataclass(frozen=True)
+class PackageChange:
+    platform: str
+    name: str
+    old: str | None  # "version build", None when added
+    new: str | None  # None when removed
+
+
+def diff_builds(
+    ctx: Context, namespace: str, name: str, old_id: int, new_id: int
+) -> list[PackageChange]:
+    """The package changes from build ``old_id`` to ``new_id`` of one environment."""
+    with ctx.sessions() as session:
+        env = find_environment(session, namespace, name)
+        sides = []
+        for build_id in (old_id, new_id):
+            build = session.get(Build, build_id)
+            if build is None or build.environment_id != env.id:
+                raise NotFound(f"build {build_id} is not a build of {namespace}/{name}")
+            rows = session.scalars(select(BuildPackage).where(BuildPackage.build_id == build_id))
+            sides.append({(r.platform, r.name): f"{r.version} {r.build}" for r in rows})
+    old, new = sides
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        if old.get(key) != new.get(key):
+            changes.append(PackageChange(key[0], key[1], old.get(key), new.get(key)))
+    return changes

@@ -1,0 +1,146 @@
+"""Environment lifecycle through the service layer, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from condastore_core.db.models import BuildStatus
+from condastore_core.digests import Digest
+from condastore_core.errors import Conflict, InvalidRequest, NotFound
+from condastore_core.lock import parse_conda_lock_yaml
+from condastore_core.service import builds, environments, namespaces
+from condastore_core.service.logs import read_log
+from condastore_core.spec import EnvironmentSpec
+from condastore_core.store import read_all
+from tests.support.packages import PackageDef
+
+
+def spec(channel: str, *deps: str, name: str = "web") -> EnvironmentSpec:
+    return EnvironmentSpec.from_dict({"name": name, "channels": [channel], "dependencies": deps})
+
+
+def build_and_wait(ctx, ns, s, **kw):
+    build = environments.submit(ctx, ns, s, **kw)
+    ctx.jobs.wait_idle(timeout=120)
+    return builds.get_build(ctx, build.id)
+
+
+@pytest.fixture
+def channel(make_test_channel):
+    return make_test_channel(
+        [
+            PackageDef("hello", "1.0"),
+            PackageDef("hello", "2.0"),
+            PackageDef("libx", "1.0"),
+            PackageDef("broken", "1.0", depends=["missing-dependency"]),
+        ]
+    )
+
+
+def test_first_completed_build_becomes_current_with_artifacts(ctx, channel):
+    build = build_and_wait(ctx, "default", spec(channel, "hello 1.0", "libx"))
+    assert build.status == BuildStatus.COMPLETED, build.error
+    assert {a.kind for a in build.artifacts} == {"yaml", "lockfile", "explicit", "log"}
+    env = environments.get_environment(ctx, "default", "web")
+    assert env.current_build_id == build.id
+    lockfile = next(a for a in build.artifacts if a.kind == "lockfile")
+    lock = parse_conda_lock_yaml(read_all(ctx.store, Digest.parse(lockfile.digest)))
+    assert lock.lock_hash == build.lock_hash
+    names = {(p.name, p.version) for p in builds.build_packages(ctx, build.id)}
+    assert names == {("hello", "1.0"), ("libx", "1.0")}
+    text = read_log(ctx, build.id).text
+    assert "build completed" in text and "linking hello" in text
+
+
+def test_failure_never_replaces_the_current_build(ctx, channel):
+    good = build_and_wait(ctx, "default", spec(channel, "hello 1.0"))
+    bad = build_and_wait(ctx, "default", spec(channel, "broken"))
+    assert bad.status == BuildStatus.FAILED
+    assert "missing-dependency" in bad.error
+    assert environments.get_environment(ctx, "default", "web").current_build_id == good.id
+    assert "missing-dependency" in read_log(ctx, bad.id).text
+    assert [a.kind for a in bad.artifacts] == ["log"]
+
+
+def test_later_build_becomes_current_and_rollback_returns(ctx, channel):
+    first = build_and_wait(ctx, "default", spec(channel, "hello 1.0"))
+    second = build_and_wait(ctx, "default", spec(channel, "hello 2.0"))
+    assert environments.get_environment(ctx, "default", "web").current_build_id == second.id
+    env = environments.set_current_build(ctx, "default", "web", first.id)
+    assert env.current_build_id == first.id
+    changes = environments.diff_builds(ctx, "default", "web", first.id, second.id)
+    assert [(c.name, c.old, c.new) for c in changes] == [("hello", "1.0 0", "2.0 0")]
+
+
+def test_rollback_to_a_failed_build_is_refused_and_changes_nothing(ctx, channel):
+    good = build_and_wait(ctx, "default", spec(channel, "hello 1.0"))
+    bad = build_and_wait(ctx, "default", spec(channel, "broken"))
+    with pytest.raises(Conflict, match="FAILED"):
+        environments.set_current_build(ctx, "default", "web", bad.id)
+    assert environments.get_environment(ctx, "default", "web").current_build_id == good.id
+
+
+def test_same_lock_reuses_the_completed_builds_artifacts(ctx, channel):
+    first = build_and_wait(ctx, "default", spec(channel, "hello 1.0", name="one"))
+    second = build_and_wait(ctx, "default", spec(channel, "hello ==1.0", name="two"))
+    assert second.status == BuildStatus.COMPLETED
+    assert second.reused_build_id == first.id
+    digests = lambda b: {a.kind: a.digest for a in b.artifacts if a.kind != "log"}  # noqa: E731
+    assert digests(first) == digests(second)
+
+
+def test_duplicate_submission_shares_the_queued_build(ctx, channel):
+    ctx.jobs, queue = None, ctx.jobs  # hold builds in the queue
+    a = environments.submit(ctx, "default", spec(channel, "hello"))
+    b = environments.submit(ctx, "default", spec(channel, "hello"))
+    assert a.id == b.id
+    ctx.jobs = queue
+
+
+def test_cancel_a_queued_build(ctx, channel):
+    ctx.jobs, queue = None, ctx.jobs
+    build = environments.submit(ctx, "default", spec(channel, "hello"))
+    canceled = builds.cancel_build(ctx, build.id)
+    assert canceled.status == BuildStatus.CANCELED
+    queue.enqueue_build(build.id)  # a late job must not resurrect it
+    queue.wait_idle(timeout=60)
+    assert builds.get_build(ctx, build.id).status == BuildStatus.CANCELED
+    with pytest.raises(Conflict):
+        builds.cancel_build(ctx, build.id)
+    ctx.jobs = queue
+
+
+def test_delete_hides_the_environment_and_its_builds(ctx, channel):
+    build = build_and_wait(ctx, "default", spec(channel, "hello"))
+    environments.delete_environment(ctx, "default", "web")
+    with pytest.raises(NotFound):
+        environments.get_environment(ctx, "default", "web")
+    assert environments.list_environments(ctx).items == []
+    assert builds.list_builds(ctx).items == []
+    with pytest.raises(NotFound):
+        builds.get_build(ctx, build.id)
+
+
+def test_lists_filter_search_and_paginate(ctx, channel):
+    namespaces.create_namespace(ctx, "team")
+    for i in range(3):
+        build_and_wait(ctx, "team", spec(channel, "hello 1.0", name=f"env{i}"))
+    build_and_wait(ctx, "default", spec(channel, "libx", name="other"))
+    page = environments.list_environments(ctx, namespace="team", limit=2)
+    assert [e.name for e in page.items] == ["env2", "env1"]
+    rest = environments.list_environments(ctx, namespace="team", limit=2, cursor=page.next_cursor)
+    assert [e.name for e in rest.items] == ["env0"] and rest.next_cursor is None
+    assert [e.name for e in environments.list_environments(ctx, search="OTH").items] == ["other"]
+    assert len(builds.list_builds(ctx, package="hello").items) == 3
+    assert len(builds.list_builds(ctx, package="libx", status="completed").items) == 1
+    with pytest.raises(InvalidRequest):
+        builds.list_builds(ctx, status="sleeping")
+
+
+def test_unknown_namespace_and_bad_names(ctx, channel):
+    with pytest.raises(NotFound, match="nowhere"):
+        environments.submit(ctx, "nowhere", spec(channel, "hello"))
+    with pytest.raises(InvalidRequest):
+        namespaces.create_namespace(ctx, "Bad Name")
+    with pytest.raises(Conflict):
+        namespaces.create_namespace(ctx, "default")
