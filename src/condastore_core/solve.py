@@ -9,6 +9,7 @@ round. The solver's own explanation of a failure reaches the user verbatim.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import platform as _platform
 from collections.abc import Mapping, Sequence
@@ -216,3 +217,48 @@ def _missing_packages(text: str) -> list[str]:
         if name not in names:
             names.append(name)
     return names
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageSummary:
+    name: str
+    latest: str
+    versions: tuple[str, ...]
+    channels: tuple[str, ...]
+
+
+def search_packages(
+    solver: Solver, query: str, channels: Sequence[str], platforms: Sequence[str], limit: int = 50
+) -> list[PackageSummary]:
+    """Packages of ``channels`` whose name contains ``query``, exact match first."""
+    urls = [channel_url(c, solver.channel_alias) for c in channels]
+    query = query.strip().lower()
+    subdirs = sorted({*platforms, "noarch"})
+
+    async def run() -> list[PackageSummary]:
+        names = await solver._gateway.names(urls, subdirs)
+        found = sorted(
+            {n.normalized for n in names if query in n.normalized},
+            key=lambda n: (n != query, not n.startswith(query), n),
+        )[:limit]
+        if not found:
+            return []
+        results = await solver._gateway.query(urls, subdirs, found, recursive=False)
+        by_name: dict[str, list[rattler.RepoDataRecord]] = {}
+        for records in results:
+            for record in records:
+                by_name.setdefault(record.name.normalized, []).append(record)
+        summaries = []
+        for name in found:
+            records = sorted(by_name.get(name, []), key=lambda r: r.version, reverse=True)
+            if not records:
+                continue
+            versions = tuple(dict.fromkeys(str(r.version) for r in records))
+            chans = tuple(dict.fromkeys(str(r.channel or "") for r in records))
+            summaries.append(PackageSummary(name, versions[0], versions, chans))
+        return summaries
+
+    try:
+        return asyncio.run(run())
+    except Exception as exc:
+        raise _explain(exc, ",".join(subdirs), urls) from None

@@ -1,0 +1,79 @@
+"""Strict request bodies: size-limited, JSON, unknown fields refused with their name."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+import falcon
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from condastore_core.errors import InvalidRequest
+
+MAX_BODY_BYTES = 1 << 20
+M = TypeVar("M", bound=BaseModel)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NamespaceCreate(Body):
+    name: str = Field(max_length=64)
+
+
+class EnvironmentCreate(Body):
+    namespace: str = Field(default="default", max_length=64)
+    #: The environment.yaml text.
+    specification: str = Field(max_length=MAX_BODY_BYTES)
+    description: str | None = Field(default=None, max_length=4096)
+    platforms: list[str] | None = None
+    #: Optional conda-lock.yml text: build exactly this lock instead of solving.
+    lockfile: str | None = Field(default=None, max_length=MAX_BODY_BYTES)
+
+
+class CurrentBuild(Body):
+    build_id: int
+
+
+class SolveRequest(Body):
+    specification: str = Field(max_length=MAX_BODY_BYTES)
+    platforms: list[str] | None = None
+
+
+def read_body(req: falcon.Request, model: type[M], limit: int = MAX_BODY_BYTES) -> M:
+    """Parse the JSON body of ``req`` into ``model``, refusing bodies over ``limit`` bytes."""
+    if req.content_length is not None and req.content_length > limit:
+        raise falcon.HTTPContentTooLarge(
+            description=f"the request body is larger than {limit} bytes"
+        )
+    raw = req.bounded_stream.read(limit + 1)
+    if len(raw) > limit:
+        raise falcon.HTTPContentTooLarge(
+            description=f"the request body is larger than {limit} bytes"
+        )
+    try:
+        data = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(_explain(exc), detail={"errors": _errors(exc)}) from None
+
+
+def _errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+        for e in exc.errors()
+    ]
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for e in _errors(exc):
+        if e["message"] == "Extra inputs are not permitted":
+            parts.append(f"unknown field '{e['field']}'")
+        else:
+            parts.append(f"field '{e['field']}': {e['message']}")
+    return "invalid request body: " + "; ".join(parts)

@@ -1,0 +1,79 @@
+"""One JSON error shape for every API answer: ``{"error": {"status", "code", "message"}}``.
+
+Domain errors from the core are translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+
+from condastore_core.errors import (
+    CondastoreError,
+    Conflict,
+    InvalidRequest,
+    LockError,
+    NotFound,
+    SolveError,
+    SpecError,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Status of each family of core errors; the first match wins.
+STATUS_BY_ERROR: list[tuple[type[CondastoreError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (SpecError, 400),
+    (LockError, 400),
+    (InvalidRequest, 400),
+    (SolveError, 422),
+]
+
+
+def status_of(exc: CondastoreError) -> int:
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(status: int, code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if detail is not None:
+        error["detail"] = detail
+    return {"error": error}
+
+
+def _set_error(resp: falcon.Response, status: int, code: str, message: str, detail: Any) -> None:
+    resp.status = status
+    resp.media = error_body(status, code, message, detail)
+
+
+def handle_core_error(req, resp, exc: CondastoreError, params) -> None:  # type: ignore[no-untyped-def]
+    _set_error(resp, status_of(exc), exc.code, exc.message, exc.detail)
+
+
+def handle_unexpected(req, resp, exc: Exception, params) -> None:  # type: ignore[no-untyped-def]
+    if isinstance(exc, falcon.HTTPError):
+        raise exc  # falcon's own errors go through the serializer below
+    logger.exception("unhandled error on %s %s", req.method, req.path)
+    _set_error(resp, 500, "INTERNAL", "internal server error; the server log has the details", None)
+
+
+def serialize_http_error(req, resp, exc: falcon.HTTPError) -> None:  # type: ignore[no-untyped-def]
+    """Falcon's own errors (unknown route, wrong method, body too large) in our shape."""
+    status = exc.status_code
+    title = (exc.title or "error").removeprefix(f"{status} ")  # "404 Not Found" -> "Not Found"
+    code = getattr(exc, "code", None) or title.upper().replace(" ", "_")
+    message = exc.description or exc.title or "error"
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = error_body(status, str(code), message)
+
+
+def register(app: falcon.App) -> None:
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(CondastoreError, handle_core_error)
+    app.set_error_serializer(serialize_http_error)

@@ -1,0 +1,69 @@
+"""``/api/v1`` itself (version), the solve preview and package search."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import falcon
+
+from condastore_core.lock import to_conda_lock_yaml
+from condastore_core.service.context import Context
+from condastore_core.solve import native_platform, search_packages
+from condastore_core.spec import parse_spec
+from condastore_web.api.bodies import SolveRequest, read_body
+from condastore_web.api.common import int_param
+
+
+class Version:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"name": "condastore", "version": version("condastore"), "api": "v1"}
+
+
+class SolvePreview:
+    """``POST /solve``: the lock a spec would get, without building anything."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_body(req, SolveRequest)
+        spec = parse_spec(body.specification)
+        lock = self.ctx.solver.solve(spec, body.platforms)
+        resp.media = {
+            "spec_hash": spec.spec_hash,
+            "lock_hash": lock.lock_hash,
+            "build_key": lock.build_key,
+            "packages": {
+                platform: [
+                    {"name": p.name, "version": p.version, "build": p.build, "url": p.url}
+                    for p in lock.records(platform)
+                ]
+                for platform in lock.platforms
+            },
+            "lockfile": to_conda_lock_yaml(lock, spec_hash=spec.spec_hash),
+        }
+
+
+class PackageSearch:
+    """``GET /packages?q=ssl[&channel=...][&platform=...]``: across the configured channels."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query = req.get_param("q", required=True)
+        channels = req.get_param_as_list("channel") or list(self.ctx.settings.channels)
+        platforms = req.get_param_as_list("platform") or [native_platform()]
+        limit = max(1, min(int_param(req, "limit", 50) or 50, 200))
+        found = search_packages(self.ctx.solver, query, channels, platforms, limit)
+        resp.media = {
+            "items": [
+                {
+                    "name": p.name,
+                    "latest": p.latest,
+                    "versions": list(p.versions),
+                    "channels": list(p.channels),
+                }
+                for p in found
+            ]
+        }

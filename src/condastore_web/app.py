@@ -1,0 +1,51 @@
+"""The web application: wires resources to routes; no work at import time.
+
+``create_app(ctx)`` is the factory tests and ``condastore serve`` use;
+``gunicorn 'condastore_web.app:create_app()'`` builds the context from
+settings (``CONDASTORE_*`` variables and the config file) instead.
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from condastore_core.service.context import Context
+from condastore_core.settings import load_settings
+from condastore_web.api import builds, environments, errors, misc, namespaces
+
+API = "/api/v1"
+
+
+def create_app(ctx: Context | None = None) -> falcon.App:
+    if ctx is None:
+        ctx = default_context()
+    app = falcon.App()
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.register(app)
+    app.add_route(API, misc.Version())
+    app.add_route(f"{API}/solve", misc.SolvePreview(ctx))
+    app.add_route(f"{API}/packages", misc.PackageSearch(ctx))
+    app.add_route(f"{API}/namespaces", namespaces.NamespaceCollection(ctx))
+    app.add_route(f"{API}/namespaces/{{namespace}}", namespaces.NamespaceItem(ctx))
+    env = f"{API}/environments/{{namespace}}/{{name}}"
+    app.add_route(f"{API}/environments", environments.EnvironmentCollection(ctx))
+    app.add_route(env, environments.EnvironmentItem(ctx))
+    app.add_route(f"{env}/current", environments.CurrentBuildItem(ctx))
+    app.add_route(f"{env}/diff", environments.EnvironmentDiff(ctx))
+    app.add_route(f"{env}/artifacts/{{kind}}", environments.EnvironmentArtifact(ctx))
+    build = f"{API}/builds/{{build_id:int}}"
+    app.add_route(f"{API}/builds", builds.BuildCollection(ctx))
+    app.add_route(build, builds.BuildItem(ctx))
+    app.add_route(f"{build}/packages", builds.BuildPackages(ctx))
+    app.add_route(f"{build}/log", builds.BuildLog(ctx))
+    app.add_route(f"{build}/cancel", builds.BuildCancel(ctx))
+    app.add_route(f"{build}/rebuild", builds.BuildRebuild(ctx))
+    app.add_route(f"{build}/artifacts/{{kind}}", builds.BuildArtifact(ctx))
+    return app
+
+
+def default_context() -> Context:
+    """The context of a production process: settings from the environment, jobs attached."""
+    from condastore_web.runtime import start_services
+
+    return start_services(load_settings())

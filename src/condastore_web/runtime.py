@@ -1,0 +1,30 @@
+"""Start the service's collaborators for one process: database, store, job engine."""
+
+from __future__ import annotations
+
+import logging
+
+from condastore_core.jobs.inprocess import InProcessQueue
+from condastore_core.service.context import Context
+from condastore_core.service.namespaces import create_namespace
+from condastore_core.service.runner import recover_interrupted
+from condastore_core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Every installation has this namespace; the CLI submits there unless told otherwise.
+DEFAULT_NAMESPACE = "default"
+
+
+def start_services(settings: Settings, *, workers: int = 2) -> Context:
+    """Connect, migrate, and attach the in-process job engine (RQ comes with Redis settings)."""
+    ctx = Context.from_settings(settings)
+    create_namespace(ctx, DEFAULT_NAMESPACE, exist_ok=True)
+    queue = InProcessQueue(ctx, workers=workers)
+    ctx.jobs = queue
+    requeued = recover_interrupted(ctx)
+    for build_id in requeued:
+        queue.enqueue_build(build_id)
+    if requeued:
+        logger.info("requeued %d builds left queued by a previous run", len(requeued))
+    return ctx
