@@ -21,6 +21,7 @@ from rattler import ChannelPriority, Gateway, GenericVirtualPackage
 from condastore_core.channels import DEFAULT_CHANNEL_ALIAS, channel_url
 from condastore_core.errors import SolveError, SpecError
 from condastore_core.lock import Lock, LockedPackage
+from condastore_core.settings import Settings
 from condastore_core.spec import EnvironmentSpec
 
 #: Virtual packages assumed per OS unless overridden (version strings).
@@ -217,6 +218,18 @@ def _missing_packages(text: str) -> list[str]:
         if name not in names:
             names.append(name)
     return names
+
+
+def solver_for(settings: Settings) -> Solver:
+    """The solver a process configured by ``settings`` uses (repodata cached in the data dir)."""
+    timeout = settings.solve_timeout_seconds
+    return Solver(
+        cache_dir=settings.data_dir / "repodata-cache",
+        channel_alias=settings.channel_alias,
+        default_channels=settings.channels,
+        virtual_package_overrides=settings.virtual_package_overrides(),
+        timeout=dt.timedelta(seconds=timeout) if timeout else None,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,7 @@ from condastore_core.builds import LocalBuilder
 from condastore_core.db.base import make_engine, make_sessionmaker
 from condastore_core.db.migrate import upgrade
 from condastore_core.settings import Settings
-from condastore_core.solve import Solver
+from condastore_core.solve import Solver, solver_for
 from condastore_core.store import BlobStore, open_store
 
 if TYPE_CHECKING:
@@ -34,16 +33,11 @@ class Context:
         engine = make_engine(settings.resolved_database_url)
         if migrate:
             upgrade(engine)
-        timeout = settings.solve_timeout_seconds
-        solver = Solver(
-            cache_dir=settings.data_dir / "repodata-cache",
-            channel_alias=settings.channel_alias,
-            default_channels=settings.channels,
-            virtual_package_overrides=settings.virtual_package_overrides(),
-            timeout=dt.timedelta(seconds=timeout) if timeout else None,
-        )
         return cls(
-            settings, make_sessionmaker(engine), open_store(settings.resolved_store_url), solver
+            settings,
+            make_sessionmaker(engine),
+            open_store(settings.resolved_store_url),
+            solver_for(settings),
         )
 
     def builder(self) -> LocalBuilder:

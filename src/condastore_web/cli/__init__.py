@@ -5,6 +5,24 @@ from __future__ import annotations
 import click
 
 from condastore_web.cli.local import build_command, lock_command
+from condastore_web.cli.remote import build_group, download, env_group
+from condastore_web.cli.serve import serve_command
+
+
+class BuildGroup(click.Group):
+    """``build SPEC`` builds on this machine; ``build list|show|log|...`` ask a server."""
+
+    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["local", *args]
+        return super().resolve_command(ctx, args)
+
+
+build = BuildGroup(
+    "build",
+    commands={**build_group.commands, "local": build_command},
+    help="Build SPEC on this machine (`condastore build SPEC`), or manage a server's builds.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,4 +32,7 @@ def main() -> None:
 
 
 main.add_command(lock_command)
-main.add_command(build_command)
+main.add_command(build)
+main.add_command(serve_command)
+main.add_command(env_group)
+main.add_command(download)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -13,8 +12,7 @@ from condastore_core.builds import LocalBuilder
 from condastore_core.errors import SpecError
 from condastore_core.lock import Lock, parse_conda_lock_yaml, to_conda_lock_yaml
 from condastore_core.progress import StreamReporter
-from condastore_core.settings import Settings
-from condastore_core.solve import Solver
+from condastore_core.solve import solver_for
 from condastore_core.spec import EnvironmentSpec, parse_spec
 from condastore_core.store import open_store
 from condastore_web.cli.common import (
@@ -23,18 +21,6 @@ from condastore_web.cli.common import (
     reports_errors,
     settings_from,
 )
-
-
-def make_solver(settings: Settings) -> Solver:
-    return Solver(
-        cache_dir=settings.data_dir / "repodata-cache",
-        channel_alias=settings.channel_alias,
-        default_channels=settings.channels,
-        virtual_package_overrides=settings.virtual_package_overrides(),
-        timeout=dt.timedelta(seconds=settings.solve_timeout_seconds)
-        if settings.solve_timeout_seconds
-        else None,
-    )
 
 
 def read_input(path: Path, channels: tuple[str, ...]) -> tuple[EnvironmentSpec | None, Lock | None]:
@@ -96,7 +82,7 @@ def lock_command(
     spec, _ = read_input(spec_file, channels)
     if spec is None:
         raise SpecError(f"{spec_file} is already a lockfile")
-    lock = make_solver(settings).solve(spec, list(platforms) or None)
+    lock = solver_for(settings).solve(spec, list(platforms) or None)
     text = to_conda_lock_yaml(lock, spec_hash=spec.spec_hash)
     if output:
         output.write_text(text)
@@ -141,9 +127,7 @@ def build_command(
     settings = settings_from(config_file, data_dir=data_dir, tarball=tarball)
     spec, lock = read_input(spec_file, channels)
     store = open_store(settings.resolved_store_url)
-    builder = LocalBuilder(
-        settings.data_dir, store, make_solver(settings), tarball=settings.tarball
-    )
+    builder = LocalBuilder(settings.data_dir, store, solver_for(settings), tarball=settings.tarball)
     result = builder.build(
         spec, lock=lock, platforms=list(platforms) or None, reporter=StreamReporter()
     )
