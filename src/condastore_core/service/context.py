@@ -30,6 +30,7 @@ class Context:
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Context:
         """Connect to the database (migrating it to head) and the blob store."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url)
         if migrate:
             upgrade(engine)
