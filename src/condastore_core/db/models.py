@@ -28,6 +28,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from condastore_core.db.base import Base
 
+#: Ids are 32-bit integers on every database; larger numbers cannot name a row.
+MAX_ID = 2**31 - 1
+
+
+def valid_id(value: int) -> bool:
+    return 1 <= value <= MAX_ID
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)

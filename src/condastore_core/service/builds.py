@@ -14,6 +14,7 @@ from condastore_core.db.models import (
     Environment,
     Namespace,
     utcnow,
+    valid_id,
 )
 from condastore_core.errors import BuildNotFound, Conflict, InvalidRequest, NotFound
 from condastore_core.service.context import Context
@@ -22,7 +23,7 @@ from condastore_core.service.pagination import Page, paginate
 
 
 def find_build(session: Session, build_id: int) -> Build:
-    build = session.get(Build, build_id)
+    build = session.get(Build, build_id) if valid_id(build_id) else None
     if build is None or build.deleted_at is not None:
         raise BuildNotFound(f"build {build_id} does not exist")
     return build

@@ -16,6 +16,7 @@ from condastore_core.db.models import (
     Namespace,
     Specification,
     utcnow,
+    valid_id,
 )
 from condastore_core.errors import Conflict, InvalidRequest, NotFound
 from condastore_core.lock import Lock, to_conda_lock_yaml
@@ -162,7 +163,7 @@ def set_current_build(ctx: Context, namespace: str, name: str, build_id: int) ->
     """Roll back (or forward) to any completed build of the environment."""
     with ctx.sessions.begin() as session:
         env = find_environment(session, namespace, name)
-        build = session.get(Build, build_id)
+        build = session.get(Build, build_id) if valid_id(build_id) else None
         if build is None or build.environment_id != env.id or build.deleted_at is not None:
             raise NotFound(f"build {build_id} is not a build of {namespace}/{name}")
         if build.status != BuildStatus.COMPLETED:
@@ -202,7 +203,7 @@ def diff_builds(
         env = find_environment(session, namespace, name)
         sides = []
         for build_id in (old_id, new_id):
-            build = session.get(Build, build_id)
+            build = session.get(Build, build_id) if valid_id(build_id) else None
             if build is None or build.environment_id != env.id:
                 raise NotFound(f"build {build_id} is not a build of {namespace}/{name}")
             rows = session.scalars(select(BuildPackage).where(BuildPackage.build_id == build_id))

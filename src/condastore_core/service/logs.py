@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from condastore_core.db.models import Build, LogChunk
-from condastore_core.errors import BuildCanceled, BuildNotFound, InvalidRequest
+from condastore_core.errors import BuildCanceled, InvalidRequest
+from condastore_core.service.builds import find_build
 from condastore_core.service.context import Context
 
 #: How often a running build looks for a cancellation request.
@@ -80,9 +81,7 @@ def read_log(ctx: Context, build_id: int, offset: int = 0) -> LogSlice:
     if offset < 0:
         raise InvalidRequest("offset must not be negative")
     with ctx.sessions() as session:
-        build = session.get(Build, build_id)
-        if build is None or build.deleted_at is not None:
-            raise BuildNotFound(f"build {build_id} does not exist")
+        build = find_build(session, build_id)
         finished = build.status.finished
         chunks = session.scalars(
             select(LogChunk)

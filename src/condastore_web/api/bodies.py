@@ -8,6 +8,7 @@ from typing import TypeVar
 import falcon
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from condastore_core.db.models import MAX_ID
 from condastore_core.errors import InvalidRequest
 
 MAX_BODY_BYTES = 1 << 20
@@ -33,7 +34,7 @@ class EnvironmentCreate(Body):
 
 
 class CurrentBuild(Body):
-    build_id: int
+    build_id: int = Field(ge=1, le=MAX_ID)
 
 
 class SolveRequest(Body):

@@ -6,6 +6,7 @@ from importlib.metadata import version
 
 import falcon
 
+from condastore_core.errors import InvalidRequest
 from condastore_core.lock import to_conda_lock_yaml
 from condastore_core.service.context import Context
 from condastore_core.solve import native_platform, search_packages
@@ -51,9 +52,13 @@ class PackageSearch:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        query = req.get_param("q", required=True)
-        channels = req.get_param_as_list("channel") or list(self.ctx.settings.channels)
-        platforms = req.get_param_as_list("platform") or [native_platform()]
+        query = req.get_param("q", required=True).strip()
+        if not query:
+            raise InvalidRequest("query parameter 'q' must not be empty")
+        channels = [c for c in req.get_param_as_list("channel") or [] if c.strip()]
+        platforms = [p for p in req.get_param_as_list("platform") or [] if p.strip()]
+        channels = channels or list(self.ctx.settings.channels)
+        platforms = platforms or [native_platform()]
         limit = max(1, min(int_param(req, "limit", 50) or 50, 200))
         found = search_packages(self.ctx.solver, query, channels, platforms, limit)
         resp.media = {

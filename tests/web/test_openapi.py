@@ -1,0 +1,73 @@
+"""specs/openapi.yaml describes the API exactly: same routes, and answers that conform to it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import schemathesis
+import yaml
+from falcon import inspect
+from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from condastore_core.jobs.inprocess import InProcessQueue
+from condastore_core.service.context import Context
+from condastore_core.service.namespaces import create_namespace
+from condastore_core.settings import load_settings
+from condastore_web.app import create_app
+from tests.support.packages import PackageDef
+
+SPEC = Path(__file__).resolve().parents[2] / "specs" / "openapi.yaml"
+
+
+def documented_operations() -> set[tuple[str, str]]:
+    paths = yaml.safe_load(SPEC.read_text())["paths"]
+    return {
+        (path, method.upper())
+        for path, item in paths.items()
+        for method in item
+        if method in {"get", "put", "post", "delete", "patch", "head"}
+    }
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(ctx):
+    served = set()
+    for route in inspect.inspect_routes(create_app(ctx)):
+        path = re.sub(r"\{(\w+)(:\w+)?\}", r"{\1}", route.path)
+        for method in route.methods:
+            if not method.internal and method.method not in {"OPTIONS"}:
+                served.add((path, method.method))
+    assert served == documented_operations()
+
+
+SCHEMA = schemathesis.openapi.from_path(SPEC)
+OPERATIONS = {op.label: op for op in (r.ok() for r in SCHEMA.get_all_operations())}
+
+
+@pytest.fixture
+def api_app(tmp_path, make_test_channel):
+    channel = make_test_channel([PackageDef("hello", "1.0"), PackageDef("libx", "1.0")])
+    settings_ = load_settings(
+        {"data_dir": tmp_path / "data", "tarball": False, "channels": channel}, environ={}
+    )
+    context = Context.from_settings(settings_)
+    context.jobs = InProcessQueue(context)
+    create_namespace(context, "default")
+    yield create_app(context)
+    context.jobs.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("label", sorted(OPERATIONS))
+def test_api_conforms_to_its_document(label, api_app):
+    SCHEMA.app = api_app
+
+    @given(case=OPERATIONS[label].as_strategy())
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    def check(case):
+        # Every check but "a schema-valid request is accepted": a spec is YAML inside a
+        # JSON string, and what makes it valid cannot be said in JSON Schema.
+        case.call_and_validate(app=api_app, excluded_checks=[positive_data_acceptance])
+
+    check()
