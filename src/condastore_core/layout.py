@@ -17,6 +17,7 @@ Data directory (embedded defaults; every part can be moved by settings)::
                                          platform, compression), pointing at its blob
         tmp/                             scratch space for builds (staging prefixes, tarballs)
         locks/                           inter-process lock files
+        keys/token-signing-key.pem       the Ed25519 key that signs API tokens (created once)
 
 Object store (S3) keys under the configured prefix::
 
@@ -97,3 +98,7 @@ def sqlite_path(data_dir: Path) -> Path:
 def _join(prefix: str, rest: str) -> str:
     prefix = prefix.strip("/")
     return f"{prefix}/{rest}" if prefix else rest
+
+
+def signing_key_path(data_dir: Path) -> Path:
+    return data_dir / "keys" / "token-signing-key.pem"

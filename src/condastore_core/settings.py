@@ -54,6 +54,13 @@ class Settings:
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     log_level: str = "INFO"
+    #: Rights of requests without credentials, e.g. ``("public/*=viewer",)``; none by default.
+    anonymous_bindings: tuple[str, ...] = ()
+    #: Lifetime of a login (session) token, and the longest any token may live.
+    token_lifetime_seconds: float = 7 * 24 * 3600
+    max_token_lifetime_seconds: float = 90 * 24 * 3600
+    #: The Ed25519 key that signs tokens; default ``<data_dir>/keys/token-signing-key.pem``.
+    signing_key_path: Path | None = None
 
     @property
     def resolved_store_url(self) -> str:
@@ -62,6 +69,10 @@ class Settings:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{layout.sqlite_path(self.data_dir)}"
+
+    @property
+    def resolved_signing_key_path(self) -> Path:
+        return self.signing_key_path or layout.signing_key_path(self.data_dir)
 
     def virtual_package_overrides(self) -> dict[str, str | None]:
         return {k: (v or None) for k, v in self.virtual_packages.items()}
@@ -130,7 +141,7 @@ def _coerce(key: str, value: Any) -> Any:
     try:
         if key == "data_dir":
             return Path(value).expanduser()
-        if key == "channels":
+        if key in ("channels", "anonymous_bindings"):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(c.strip() for c in items if c.strip())
         if key == "virtual_packages":
@@ -144,8 +155,10 @@ def _coerce(key: str, value: Any) -> Any:
                     raise ValueError(f"expected a boolean, got {value!r}")
                 return value.lower() in ("1", "true", "yes", "on")
             return bool(value)
-        if key == "solve_timeout_seconds":
+        if key in ("solve_timeout_seconds", "token_lifetime_seconds", "max_token_lifetime_seconds"):
             return float(value)
+        if key == "signing_key_path":
+            return Path(value).expanduser()
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"invalid value for setting {key!r}: {exc}") from None
     return value

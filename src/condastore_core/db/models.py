@@ -167,3 +167,57 @@ class LogChunk(Base):
     build_id: Mapped[int] = mapped_column(ForeignKey("builds.id"), index=True)
     start: Mapped[int] = mapped_column(BigInteger)
     text: Mapped[str] = mapped_column(Text)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    #: scrypt hash (``condastore_core.auth.passwords``); None for accounts of an external provider.
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    groups: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RoleBindingRecord(Base):
+    """``pattern`` (``team-*/*``) grants ``role`` to ``subject`` (``user:alice``, ``group:x``)."""
+
+    __tablename__ = "role_bindings"
+    __table_args__ = (UniqueConstraint("subject", "pattern"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    pattern: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TokenRecord(Base):
+    """Every issued token, by its id (``jti``), so it can be listed and revoked."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    jti: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # session | api
+    description: Mapped[str] = mapped_column(String(256), default="")
+    #: Narrowed rights, ``["team-a/*=viewer", ...]``; None for the holder's full rights.
+    scope: Mapped[list | None] = mapped_column(JSON)
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PolicyRecord(Base):
+    """The policy set at one level: ``""`` (global), ``namespace`` or ``namespace/environment``."""
+
+    __tablename__ = "policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(256), unique=True)
+    policy: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

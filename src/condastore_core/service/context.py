@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from condastore_core.auth.tokens import TokenSigner, load_or_create_key
 from condastore_core.builds import LocalBuilder
 from condastore_core.db.base import make_engine, make_sessionmaker
 from condastore_core.db.migrate import upgrade
@@ -24,6 +25,7 @@ class Context:
     sessions: sessionmaker[Session]
     store: BlobStore
     solver: Solver
+    signer: TokenSigner
     #: Where new builds are sent; set by whoever runs the service (web app, worker).
     jobs: JobQueue | None = field(default=None)
 
@@ -39,6 +41,7 @@ class Context:
             make_sessionmaker(engine),
             open_store(settings.resolved_store_url),
             solver_for(settings),
+            TokenSigner(load_or_create_key(settings.resolved_signing_key_path)),
         )
 
     def builder(self) -> LocalBuilder:

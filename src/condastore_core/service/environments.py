@@ -20,9 +20,12 @@ from condastore_core.db.models import (
 )
 from condastore_core.errors import Conflict, InvalidRequest, NotFound
 from condastore_core.lock import Lock, to_conda_lock_yaml
+from condastore_core.policy import PolicyViolation
+from condastore_core.policy import apply as apply_policy
 from condastore_core.service.context import Context
 from condastore_core.service.namespaces import find_namespace
 from condastore_core.service.pagination import Page, paginate
+from condastore_core.service.policies import effective_policy
 from condastore_core.spec import KNOWN_PLATFORMS, EnvironmentSpec
 
 
@@ -79,6 +82,20 @@ def submit(
     input_lock = to_conda_lock_yaml(lock) if lock is not None else None
     with ctx.sessions.begin() as session:
         ns = find_namespace(session, namespace)
+        policy = effective_policy(session, namespace, spec.name)
+        spec = apply_policy(
+            spec,
+            policy,
+            default_channels=ctx.settings.channels,
+            channel_alias=ctx.settings.channel_alias,
+        )
+        for platform in targets:
+            if policy.allowed_platforms is not None and platform not in policy.allowed_platforms:
+                allowed = ", ".join(policy.allowed_platforms)
+                raise PolicyViolation(
+                    "allowed_platforms",
+                    f"platform {platform!r} is not allowed here; allowed: {allowed}",
+                )
         env = session.scalar(
             select(Environment).where(
                 Environment.namespace_id == ns.id, Environment.name == spec.name

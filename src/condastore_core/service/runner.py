@@ -21,6 +21,7 @@ from condastore_core.errors import BuildCanceled, CondastoreError
 from condastore_core.lock import Lock, parse_conda_lock_yaml
 from condastore_core.service.context import Context
 from condastore_core.service.logs import BuildLog, read_log
+from condastore_core.service.policies import enforce_retention
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import put
 
@@ -155,6 +156,8 @@ def _finish(
         if status == BuildStatus.COMPLETED and build.deleted_at is None:
             build.environment.current_build_id = build_id
             build.environment.updated_at = utcnow()
+            session.flush()
+            enforce_retention(session, build.environment)
 
 
 def recover_interrupted(ctx: Context) -> list[int]:
