@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import falcon
 
+from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
-from condastore_web.api import builds, environments, errors, misc, namespaces
+from condastore_web.api import access, accounts, builds, environments, errors, misc, namespaces
 
 API = "/api/v1"
 
 
-def create_app(ctx: Context | None = None) -> falcon.App:
+def create_app(
+    ctx: Context | None = None, authenticator: users.Authenticator | None = None
+) -> falcon.App:
     if ctx is None:
         ctx = default_context()
-    app = falcon.App()
+    authenticator = authenticator or users.LocalPasswords()
+    app = falcon.App(middleware=[access.Authenticate(ctx, authenticator)])
     app.req_options.strip_url_path_trailing_slash = True
     errors.register(app)
     app.add_route(API, misc.Version())
@@ -33,6 +37,15 @@ def create_app(ctx: Context | None = None) -> falcon.App:
     app.add_route(f"{env}/current", environments.CurrentBuildItem(ctx))
     app.add_route(f"{env}/diff", environments.EnvironmentDiff(ctx))
     app.add_route(f"{env}/artifacts/{{kind}}", environments.EnvironmentArtifact(ctx))
+    app.add_route(f"{API}/auth/login", accounts.LoginResource(ctx, authenticator))
+    app.add_route(f"{API}/auth/logout", accounts.LogoutResource(ctx))
+    app.add_route(f"{API}/auth/me", accounts.MeResource(ctx))
+    app.add_route(f"{API}/tokens", accounts.TokenCollection(ctx))
+    app.add_route(f"{API}/users", accounts.UserCollection(ctx))
+    app.add_route(f"{API}/users/{{name}}", accounts.UserItem(ctx))
+    app.add_route(f"{API}/role-bindings", accounts.RoleBindingCollection(ctx))
+    app.add_route(f"{API}/role-bindings/{{binding_id:int}}", accounts.RoleBindingItem(ctx))
+    app.add_route(f"{API}/policies", accounts.PolicyResource(ctx))
     build = f"{API}/builds/{{build_id:int}}"
     app.add_route(f"{API}/builds", builds.BuildCollection(ctx))
     app.add_route(build, builds.BuildItem(ctx))

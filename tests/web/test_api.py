@@ -9,6 +9,7 @@ import yaml
 from conda_lock.lockfile import parse_conda_lock_file
 from falcon import testing
 
+from condastore_core.service.users import create_user, issue_token
 from condastore_web.app import create_app
 from tests.support.packages import PackageDef
 
@@ -17,7 +18,9 @@ API = "/api/v1"
 
 @pytest.fixture
 def client(ctx):
-    return testing.TestClient(create_app(ctx))
+    create_user(ctx, "root", "a long password", admin=True)
+    token = issue_token(ctx, "root").token
+    return testing.TestClient(create_app(ctx), headers={"Authorization": f"Bearer {token}"})
 
 
 @pytest.fixture
@@ -106,7 +109,7 @@ def test_namespaces(client):
     r = client.simulate_post(f"{API}/namespaces", json={"name": "team-a"})
     assert r.status_code == 201
     names = [n["name"] for n in client.simulate_get(f"{API}/namespaces").json["items"]]
-    assert names == ["team-a", "default"]
+    assert names == ["team-a", "root", "default"]
     assert_error(
         client.simulate_post(f"{API}/namespaces", json={"name": "team-a"}), 409, "CONFLICT"
     )

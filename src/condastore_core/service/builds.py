@@ -20,6 +20,7 @@ from condastore_core.errors import BuildNotFound, Conflict, InvalidRequest, NotF
 from condastore_core.service.context import Context
 from condastore_core.service.environments import enqueue_build
 from condastore_core.service.pagination import Page, paginate
+from condastore_core.service.visibility import Visibility
 
 
 def find_build(session: Session, build_id: int) -> Build:
@@ -43,6 +44,7 @@ def list_builds(
     package: str | None = None,
     limit: int | None = None,
     cursor: str | None = None,
+    visible: Visibility | None = None,
 ) -> Page[Build]:
     with ctx.sessions() as session:
         stmt = (
@@ -65,7 +67,16 @@ def list_builds(
             stmt = stmt.where(
                 Build.id.in_(select(BuildPackage.build_id).where(BuildPackage.name == package))
             )
-        return paginate(session, stmt, Build.id, limit, cursor)
+        if visible is None:
+            return paginate(session, stmt, Build.id, limit, cursor)
+        stmt = stmt.where(visible.clause(Namespace.name, Environment.name))
+        page = paginate(session, stmt, Build.id, limit, cursor)
+        items = [
+            b
+            for b in page.items
+            if visible.can_read(b.environment.namespace.name, b.environment.name)
+        ]
+        return Page(items, page.next_cursor)
 
 
 def build_packages(ctx: Context, build_id: int) -> list[BuildPackage]:

@@ -26,6 +26,7 @@ from condastore_core.service.context import Context
 from condastore_core.service.namespaces import find_namespace
 from condastore_core.service.pagination import Page, paginate
 from condastore_core.service.policies import effective_policy
+from condastore_core.service.visibility import Visibility
 from condastore_core.spec import KNOWN_PLATFORMS, EnvironmentSpec
 
 
@@ -159,6 +160,7 @@ def list_environments(
     search: str | None = None,
     limit: int | None = None,
     cursor: str | None = None,
+    visible: Visibility | None = None,
 ) -> Page[Environment]:
     with ctx.sessions() as session:
         stmt = (
@@ -173,7 +175,12 @@ def list_environments(
             stmt = stmt.where(
                 or_(Environment.name.like(pattern), Environment.description.ilike(pattern))
             )
-        return paginate(session, stmt, Environment.id, limit, cursor)
+        if visible is None:
+            return paginate(session, stmt, Environment.id, limit, cursor)
+        stmt = stmt.where(visible.clause(Namespace.name, Environment.name))
+        page = paginate(session, stmt, Environment.id, limit, cursor)
+        items = [e for e in page.items if visible.can_read(e.namespace.name, e.name)]
+        return Page(items, page.next_cursor)
 
 
 def set_current_build(ctx: Context, namespace: str, name: str, build_id: int) -> Environment:

@@ -10,6 +10,7 @@ from condastore_core.db.models import Environment, Namespace, utcnow
 from condastore_core.errors import Conflict, InvalidRequest, NotFound
 from condastore_core.service.context import Context
 from condastore_core.service.pagination import Page, paginate
+from condastore_core.service.visibility import Visibility
 from condastore_core.spec import NAME_PATTERN
 
 MAX_NAMESPACE_LENGTH = 64
@@ -59,11 +60,19 @@ def get_namespace(ctx: Context, name: str) -> Namespace:
 
 
 def list_namespaces(
-    ctx: Context, *, limit: int | None = None, cursor: str | None = None
+    ctx: Context,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+    visible: Visibility | None = None,
 ) -> Page[Namespace]:
     with ctx.sessions() as session:
         stmt = select(Namespace).where(Namespace.deleted_at.is_(None))
-        return paginate(session, stmt, Namespace.id, limit, cursor)
+        if visible is None:
+            return paginate(session, stmt, Namespace.id, limit, cursor)
+        stmt = stmt.where(visible.clause(Namespace.name))
+        page = paginate(session, stmt, Namespace.id, limit, cursor)
+        return Page([n for n in page.items if visible.can_read(n.name)], page.next_cursor)
 
 
 def delete_namespace(ctx: Context, name: str) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from condastore_core.auth.passwords import hash_password, verify_password
 from condastore_core.auth.rbac import (
     AccessPolicy,
+    Forbidden,
     Principal,
     Role,
     RoleBinding,
@@ -86,6 +87,11 @@ def create_user(
     return user
 
 
+def get_user(ctx: Context, name: str) -> User:
+    with ctx.sessions() as session:
+        return find_user(session, name)
+
+
 def list_users(ctx: Context) -> list[User]:
     with ctx.sessions() as session:
         return list(
@@ -119,11 +125,13 @@ def issue_token(
     lifetime: dt.timedelta | None = None,
     description: str = "",
     max_expiry: dt.datetime | None = None,
+    within: tuple[RoleBinding, ...] | None = None,
 ) -> IssuedToken:
     """Sign a token for ``user_name``; ``bindings`` narrow it and may never exceed their rights.
 
     ``max_expiry`` (the expiry of the token used to ask) keeps a derived token
-    from outliving its parent.
+    from outliving its parent, and ``within`` (that token's narrowed bindings)
+    from exceeding it.
     """
     settings = ctx.settings
     longest = dt.timedelta(seconds=settings.max_token_lifetime_seconds)
@@ -144,6 +152,13 @@ def issue_token(
                 raise InvalidRequest(str(exc)) from None
             own = [b for b in access_policy(ctx).bindings if b.subject in _subjects(user)]
             scope = [str(b) for b in narrow(own, requested, user.is_admin, user.name)]
+            for binding in requested if within is not None else ():
+                if not any(binding.within(parent) for parent in within):
+                    raise Forbidden(
+                        f"a token cannot grant {binding}: it exceeds this token's rights"
+                    )
+        elif within is not None:
+            scope = [str(b) for b in within]
         token, claims = ctx.signer.issue(user.name, lifetime, kind=kind, scope=scope)
         session.add(
             TokenRecord(

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import falcon
 
+from condastore_core.auth.rbac import Action
+from condastore_core.db.models import Build
 from condastore_core.service import builds
 from condastore_core.service.context import Context
 from condastore_core.service.logs import read_log
 from condastore_web.api import serialize
+from condastore_web.api.access import require, visibility
 from condastore_web.api.common import int_param, send_artifact
+
+
+def guard(ctx: Context, req: falcon.Request, action: Action, build_id: int) -> Build:
+    """The build, if the caller may ``action`` its environment; unreadable ones do not exist."""
+    build = builds.get_build(ctx, build_id)
+    env = build.environment
+    require(
+        ctx, req, action, env.namespace.name, env.name, hidden=f"build {build_id} does not exist"
+    )
+    return build
 
 
 class BuildCollection:
@@ -24,6 +37,7 @@ class BuildCollection:
             package=req.get_param("package"),
             limit=int_param(req, "limit"),
             cursor=req.get_param("cursor"),
+            visible=visibility(self.ctx, req),
         )
         resp.media = serialize.page(page, serialize.build)
 
@@ -33,7 +47,7 @@ class BuildItem:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, build_id: int) -> None:
-        resp.media = serialize.build(builds.get_build(self.ctx, build_id))
+        resp.media = serialize.build(guard(self.ctx, req, Action.READ, build_id))
 
 
 class BuildPackages:
@@ -41,6 +55,7 @@ class BuildPackages:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, build_id: int) -> None:
+        guard(self.ctx, req, Action.READ, build_id)
         resp.media = {
             "items": [
                 {
@@ -63,6 +78,7 @@ class BuildLog:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, build_id: int) -> None:
+        guard(self.ctx, req, Action.READ, build_id)
         part = read_log(self.ctx, build_id, int_param(req, "offset", 0) or 0)
         resp.media = {"text": part.text, "next_offset": part.next_offset, "finished": part.finished}
 
@@ -72,6 +88,7 @@ class BuildCancel:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, build_id: int) -> None:
+        guard(self.ctx, req, Action.WRITE, build_id)
         resp.media = serialize.build(builds.cancel_build(self.ctx, build_id))
         resp.status = falcon.HTTP_202
 
@@ -81,6 +98,7 @@ class BuildRebuild:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, build_id: int) -> None:
+        guard(self.ctx, req, Action.WRITE, build_id)
         build = builds.rebuild(self.ctx, build_id)
         resp.media = serialize.build(build)
         resp.status = falcon.HTTP_202
@@ -92,4 +110,5 @@ class BuildArtifact:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, build_id: int, kind: str) -> None:
+        guard(self.ctx, req, Action.READ, build_id)
         send_artifact(self.ctx, resp, builds.find_artifact(self.ctx, build_id, kind))

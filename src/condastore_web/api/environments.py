@@ -6,13 +6,21 @@ import dataclasses
 
 import falcon
 
+from condastore_core.auth.rbac import Action
 from condastore_core.lock import parse_conda_lock_yaml
 from condastore_core.service import builds, environments
 from condastore_core.service.context import Context
 from condastore_core.spec import parse_spec
 from condastore_web.api import serialize
+from condastore_web.api.access import require, visibility
 from condastore_web.api.bodies import CurrentBuild, EnvironmentCreate, read_body
 from condastore_web.api.common import int_param, send_artifact
+
+
+def guard(ctx: Context, req: falcon.Request, action: Action, namespace: str, name: str) -> None:
+    require(
+        ctx, req, action, namespace, name, hidden=f"environment {namespace}/{name} does not exist"
+    )
 
 
 class EnvironmentCollection:
@@ -26,6 +34,7 @@ class EnvironmentCollection:
             search=req.get_param("search"),
             limit=int_param(req, "limit"),
             cursor=req.get_param("cursor"),
+            visible=visibility(self.ctx, req),
         )
         resp.media = serialize.page(page, serialize.environment)
 
@@ -33,6 +42,14 @@ class EnvironmentCollection:
         """Create the environment if needed and queue a build; answers 202 with the build."""
         body = read_body(req, EnvironmentCreate)
         spec = parse_spec(body.specification)
+        require(
+            self.ctx,
+            req,
+            Action.WRITE,
+            body.namespace,
+            spec.name,
+            hidden=f"namespace {body.namespace!r} does not exist",
+        )
         lock = parse_conda_lock_yaml(body.lockfile) if body.lockfile is not None else None
         build = environments.submit(
             self.ctx,
@@ -52,11 +69,13 @@ class EnvironmentItem:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, namespace: str, name: str) -> None:
+        guard(self.ctx, req, Action.READ, namespace, name)
         resp.media = serialize.environment(environments.get_environment(self.ctx, namespace, name))
 
     def on_delete(
         self, req: falcon.Request, resp: falcon.Response, namespace: str, name: str
     ) -> None:
+        guard(self.ctx, req, Action.DELETE, namespace, name)
         environments.delete_environment(self.ctx, namespace, name)
         resp.status = falcon.HTTP_204
 
@@ -68,6 +87,7 @@ class CurrentBuildItem:
         self.ctx = ctx
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, namespace: str, name: str) -> None:
+        guard(self.ctx, req, Action.WRITE, namespace, name)
         body = read_body(req, CurrentBuild)
         env = environments.set_current_build(self.ctx, namespace, name, body.build_id)
         resp.media = serialize.environment(env)
@@ -80,6 +100,7 @@ class EnvironmentDiff:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, namespace: str, name: str) -> None:
+        guard(self.ctx, req, Action.READ, namespace, name)
         old = req.get_param_as_int("from", required=True)
         new = req.get_param_as_int("to", required=True)
         changes = environments.diff_builds(self.ctx, namespace, name, old, new)
@@ -99,6 +120,7 @@ class EnvironmentArtifact:
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, namespace: str, name: str, kind: str
     ) -> None:
+        guard(self.ctx, req, Action.READ, namespace, name)
         env = environments.get_environment(self.ctx, namespace, name)
         if env.current_build_id is None:
             raise falcon.HTTPNotFound(

@@ -10,6 +10,7 @@ from typing import Any
 
 import falcon
 
+from condastore_core.auth.rbac import Forbidden, Unauthenticated
 from condastore_core.errors import (
     CondastoreError,
     Conflict,
@@ -19,11 +20,15 @@ from condastore_core.errors import (
     SolveError,
     SpecError,
 )
+from condastore_core.policy import PolicyViolation
 
 logger = logging.getLogger(__name__)
 
 #: Status of each family of core errors; the first match wins.
 STATUS_BY_ERROR: list[tuple[type[CondastoreError], int]] = [
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (PolicyViolation, 400),
     (NotFound, 404),
     (Conflict, 409),
     (SpecError, 400),
@@ -53,7 +58,10 @@ def _set_error(resp: falcon.Response, status: int, code: str, message: str, deta
 
 
 def handle_core_error(req, resp, exc: CondastoreError, params) -> None:  # type: ignore[no-untyped-def]
-    _set_error(resp, status_of(exc), exc.code, exc.message, exc.detail)
+    status = status_of(exc)
+    if status == 401:
+        resp.set_header("WWW-Authenticate", 'Bearer realm="condastore"')
+    _set_error(resp, status, exc.code, exc.message, exc.detail)
 
 
 def handle_unexpected(req, resp, exc: Exception, params) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ from condastore_core.lock import to_conda_lock_yaml
 from condastore_core.service.context import Context
 from condastore_core.solve import native_platform, search_packages
 from condastore_core.spec import parse_spec
+from condastore_web.api.access import require_login
 from condastore_web.api.bodies import SolveRequest, read_body
 from condastore_web.api.common import int_param
 
@@ -27,6 +28,7 @@ class SolvePreview:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        require_login(req)
         body = read_body(req, SolveRequest)
         spec = parse_spec(body.specification)
         lock = self.ctx.solver.solve(spec, body.platforms)
@@ -52,6 +54,7 @@ class PackageSearch:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        require_login(req)
         query = req.get_param("q", required=True).strip()
         if not query:
             raise InvalidRequest("query parameter 'q' must not be empty")

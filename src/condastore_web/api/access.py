@@ -1,0 +1,153 @@
+"""Who is asking, and may they: authentication middleware and the access checks of routes.
+
+Credentials come as ``Authorization: Bearer <token>``, as HTTP Basic (user
+name and a password or token, for registry clients), or as the session cookie
+of the web UI; with the cookie, state-changing requests must repeat the CSRF
+cookie in ``X-CSRF-Token``. What a caller may not read answers 404 exactly as
+if it did not exist (401 when anonymous, so clients know to log in); what they
+may read but not change answers 403.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hmac
+
+import falcon
+
+from condastore_core.auth.rbac import (
+    ANONYMOUS_PRINCIPAL,
+    AccessPolicy,
+    Action,
+    Forbidden,
+    Principal,
+    Unauthenticated,
+)
+from condastore_core.errors import CondastoreError, NotFound
+from condastore_core.service import users
+from condastore_core.service.context import Context
+from condastore_core.service.visibility import Visibility
+
+SESSION_COOKIE = "condastore_session"
+CSRF_COOKIE = "condastore_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class Authenticate:
+    """Middleware: puts ``principal`` (and ``token_expiry``) on every request's context."""
+
+    def __init__(self, ctx: Context, authenticator: users.Authenticator | None = None) -> None:
+        self.ctx = ctx
+        self.authenticator = authenticator or users.LocalPasswords()
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.principal = ANONYMOUS_PRINCIPAL
+        req.context.token_expiry = None
+        header = req.get_header("Authorization")
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() == "bearer":
+                self._token(req, value.strip())
+            elif scheme.lower() == "basic":
+                self._basic(req, value.strip())
+            else:
+                raise Unauthenticated(f"unsupported authorization scheme {scheme!r}")
+            return
+        cookie = req.get_cookie_values(SESSION_COOKIE)
+        if cookie:
+            if req.method not in SAFE_METHODS:
+                expected = (req.get_cookie_values(CSRF_COOKIE) or [""])[0]
+                given = req.get_header(CSRF_HEADER) or ""
+                if not expected or not hmac.compare_digest(expected, given):
+                    raise Forbidden(f"missing or wrong {CSRF_HEADER} header for a cookie session")
+            self._token(req, cookie[0])
+
+    def _token(self, req: falcon.Request, token: str) -> None:
+        principal, expiry = users.principal_for_token(self.ctx, token)
+        req.context.principal = principal
+        req.context.token_expiry = expiry
+
+    def _basic(self, req: falcon.Request, value: str) -> None:
+        try:
+            name, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthenticated("malformed Basic credentials") from None
+        if secret.count(".") == 2:  # a JWT given as the password (registry clients)
+            self._token(req, secret)
+            if req.context.principal.name != name:
+                raise Unauthenticated("the token belongs to another user")
+            return
+        if self.authenticator.authenticate(self.ctx, name, secret) is None:
+            raise Unauthenticated("wrong user name or password")
+        user = users.get_user(self.ctx, name)
+        req.context.principal = Principal(
+            name=user.name, is_admin=user.is_admin, groups=frozenset(user.groups)
+        )
+
+
+def principal(req: falcon.Request) -> Principal:
+    return req.context.principal
+
+
+def access_policy(ctx: Context, req: falcon.Request) -> AccessPolicy:
+    """The role bindings, read once per request."""
+    if getattr(req.context, "access_policy", None) is None:
+        req.context.access_policy = users.access_policy(ctx)
+    return req.context.access_policy
+
+
+def visibility(ctx: Context, req: falcon.Request) -> Visibility:
+    return Visibility(access_policy(ctx, req), principal(req))
+
+
+def require(
+    ctx: Context,
+    req: falcon.Request,
+    action: Action,
+    namespace: str,
+    environment: str | None = None,
+    *,
+    hidden: str | CondastoreError,
+) -> None:
+    """Allow ``action`` on ``namespace[/environment]`` or raise.
+
+    ``hidden`` is what a missing object raises (or its message), so an object the
+    caller may not read is indistinguishable from one that does not exist.
+    """
+    who = principal(req)
+    policy = access_policy(ctx, req)
+    if policy.can(who, action, namespace, environment):
+        return
+    readable = (
+        policy.can_see_any(who, namespace)
+        if environment is None
+        else policy.can(who, Action.READ, namespace, environment)
+    )
+    if who.anonymous:
+        raise Unauthenticated(f"log in to {action.name.lower()} {namespace}")
+    if not readable:
+        raise NotFound(hidden) if isinstance(hidden, str) else hidden
+    target = namespace if environment is None else f"{namespace}/{environment}"
+    raise Forbidden(f"{who.name} may not {action.name.lower()} {target}")
+
+
+def require_login(req: falcon.Request) -> Principal:
+    who = principal(req)
+    if who.anonymous:
+        raise Unauthenticated("log in first")
+    return who
+
+
+def require_admin(req: falcon.Request) -> Principal:
+    """Installation-wide administration: an admin, with a token that is not narrowed."""
+    who = require_login(req)
+    if not who.is_admin or who.scope is not None:
+        raise Forbidden("only an administrator may do this")
+    return who
+
+
+def token_expiry(req: falcon.Request) -> dt.datetime | None:
+    return req.context.token_expiry
