@@ -21,6 +21,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def own_credentials(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONDASTORE_CREDENTIALS", str(tmp_path / "credentials.json"))
+    monkeypatch.delenv("CONDASTORE_TOKEN", raising=False)
+
+
+def login_as_admin(url, tmp_path):
+    data = str(tmp_path / "data")
+    cli(
+        url,
+        "user",
+        "add",
+        "alice",
+        "--admin",
+        "--password-stdin",
+        "--data-dir",
+        data,
+        stdin="correct horse battery\n",
+        with_url=False,
+    )
+    cli(url, "login", "-u", "alice", "--password-stdin", stdin="correct horse battery\n")
+
+
 @pytest.fixture
 def server(tmp_path):
     port = free_port()
@@ -64,12 +87,13 @@ def _run_server(port, env, log, tmp_path):
     proc.wait(timeout=30)
 
 
-def cli(url, *args, check=True):
+def cli(url, *args, check=True, stdin=None, with_url=True):
     result = subprocess.run(
-        [sys.executable, "-m", "condastore_web", *args, "--url", url],
+        [sys.executable, "-m", "condastore_web", *args, *(["--url", url] if with_url else [])],
         capture_output=True,
         text=True,
         timeout=300,
+        input=stdin,
     )
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
@@ -78,6 +102,7 @@ def cli(url, *args, check=True):
 
 @pytest.mark.slow
 def test_create_wait_download_from_the_sample_channel(server, sample_channel, tmp_path):
+    login_as_admin(server, tmp_path)
     spec = tmp_path / "environment.yaml"
     spec.write_text(
         yaml.safe_dump(
@@ -106,6 +131,9 @@ def test_create_wait_download_from_the_sample_channel(server, sample_channel, tm
 
 
 def test_cli_reports_server_errors_in_one_line(server, tmp_path):
+    anonymous = cli(server, "env", "list", "--json")
+    assert json.loads(anonymous.stdout)["items"] == []  # nothing is readable without a login
+    login_as_admin(server, tmp_path)
     bad = tmp_path / "environment.yaml"
     bad.write_text("name: x\ndependencies: []\n")
     result = cli(server, "env", "create", "-f", str(bad), check=False)
@@ -115,3 +143,31 @@ def test_cli_reports_server_errors_in_one_line(server, tmp_path):
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     rollback = cli(server, "env", "rollback", "default/nothing", "7", check=False)
     assert rollback.returncode == 1 and "HTTP 404" in rollback.stderr
+    narrowed = cli(server, "token", "create", "--binding", "alice/*=viewer", "--expires-in", "1h")
+    token = narrowed.stdout.strip()
+    spec = tmp_path / "env.yaml"
+    spec.write_text("name: x\nchannels: [conda-forge]\ndependencies: [zstd]\n")
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "condastore_web",
+            "env",
+            "create",
+            "-f",
+            str(spec),
+            "-n",
+            "alice",
+            "--url",
+            server,
+            "--token",
+            token,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1 and "HTTP 403" in refused.stderr
+    cli(server, "logout")
+    after = cli(server, "env", "show", "default/x", check=False)
+    assert after.returncode == 1 and "HTTP 401" in after.stderr

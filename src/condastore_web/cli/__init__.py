@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from condastore_web.cli.accounts import login, logout, token_group, user_group
 from condastore_web.cli.local import build_command, lock_command
 from condastore_web.cli.remote import build_group, download, env_group
 from condastore_web.cli.serve import serve_command
@@ -36,3 +37,7 @@ main.add_command(build)
 main.add_command(serve_command)
 main.add_command(env_group)
 main.add_command(download)
+main.add_command(user_group)
+main.add_command(login)
+main.add_command(logout)
+main.add_command(token_group)

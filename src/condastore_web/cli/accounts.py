@@ -1,0 +1,140 @@
+"""``condastore user add``, ``login``, ``logout`` and ``token create``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from condastore_core.errors import CondastoreError
+from condastore_core.service.context import Context
+from condastore_core.service.users import create_user
+from condastore_web.cli.client import ApiClient
+from condastore_web.cli.common import config_option, data_dir_option, reports_errors, settings_from
+from condastore_web.cli.credentials import store_token
+from condastore_web.cli.output import emit_json
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` or plain seconds -> seconds."""
+    text = text.strip().lower()
+    unit = DURATION_UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit else text
+    try:
+        value = int(number) * (unit or 1)
+    except ValueError:
+        raise CondastoreError(f"invalid duration {text!r}: use e.g. 3600, 30m, 12h, 7d") from None
+    if value <= 0:
+        raise CondastoreError("a duration must be positive")
+    return value
+
+
+def read_password(password_stdin: bool, confirm: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+
+
+@click.group("user")
+def user_group() -> None:
+    """Manage users directly in the server's database (run where the server's data lives)."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Administrator of the whole installation.")
+@click.option("--group", "groups", multiple=True, help="A group the user belongs to.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@data_dir_option
+@config_option
+@reports_errors
+def user_add(
+    name: str,
+    admin: bool,
+    groups: tuple[str, ...],
+    password_stdin: bool,
+    data_dir: Path | None,
+    config_file: Path | None,
+) -> None:
+    """Create user NAME (and their personal namespace NAME)."""
+    ctx = Context.from_settings(settings_from(config_file, data_dir=data_dir))
+    create_user(ctx, name, read_password(password_stdin, True), admin=admin, groups=list(groups))
+    click.echo(f"created user {name}{' (admin)' if admin else ''} and namespace {name}")
+
+
+@click.command("login")
+@click.option("--url", envvar="CONDASTORE_URL", default=None, help="Server URL.")
+@click.option("-u", "--username", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@reports_errors
+def login(url: str | None, username: str, password_stdin: bool) -> None:
+    """Log in and keep the token so later commands are authenticated."""
+    client = ApiClient(url)
+    client.token = None  # a login needs no token, and an old one may be revoked
+    answer = client.call(
+        "POST",
+        "/auth/login",
+        {"username": username, "password": read_password(password_stdin, False)},
+    )
+    path = store_token(client.url, answer["token"])
+    click.echo(f"logged in to {client.url} as {username} (token saved in {path})")
+
+
+@click.command("logout")
+@click.option("--url", envvar="CONDASTORE_URL", default=None, help="Server URL.")
+@reports_errors
+def logout(url: str | None) -> None:
+    """Revoke the saved token and forget it."""
+    client = ApiClient(url)
+    if client.token:
+        try:
+            client.call("POST", "/auth/logout")
+        finally:
+            store_token(client.url, None)
+    click.echo(f"logged out of {client.url}")
+
+
+@click.group("token")
+def token_group() -> None:
+    """API tokens for scripts, CI jobs and notebooks."""
+
+
+@token_group.command("create")
+@click.option(
+    "--binding",
+    "bindings",
+    multiple=True,
+    help="Narrow the token to PATTERN=ROLE, e.g. 'team-a/*=viewer' (repeatable).",
+)
+@click.option("--expires-in", default=None, help="Lifetime: 3600, 30m, 12h, 7d...")
+@click.option("--description", default="")
+@click.option("--url", envvar="CONDASTORE_URL", default=None, help="Server URL.")
+@click.option("--token", envvar="CONDASTORE_TOKEN", default=None, help="Token to ask with.")
+@click.option("--json", "as_json", is_flag=True)
+@reports_errors
+def token_create(
+    bindings: tuple[str, ...],
+    expires_in: str | None,
+    description: str,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Print a new token with at most your rights (or the --binding subset)."""
+    body: dict = {"description": description}
+    if bindings:
+        body["bindings"] = list(bindings)
+    if expires_in:
+        body["expires_in"] = parse_duration(expires_in)
+    issued = ApiClient(url, token).call("POST", "/tokens", body)
+    if as_json:
+        emit_json(issued)
+    else:
+        click.echo(issued["token"])
+        click.echo(
+            f"expires {issued['expires_at']}; scope {issued['scope'] or 'all your rights'}",
+            err=True,
+        )
