@@ -29,7 +29,7 @@ class Login(Body):
 
 class TokenRequest(Body):
     bindings: list[str] | None = None
-    expires_in: int | None = Field(default=None, ge=1)
+    expires_in: int | None = Field(default=None, ge=1, le=10**9)
     description: str = Field(default="", max_length=256)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from condastore_core.auth.rbac import Action
+from condastore_core.auth.rbac import Action, Forbidden
 from condastore_core.service import namespaces
 from condastore_core.service.context import Context
 from condastore_web.api import serialize
@@ -33,7 +33,8 @@ class NamespaceCollection:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_body(req, NamespaceCreate)
         namespaces.check_namespace_name(body.name)
-        require(self.ctx, req, Action.ADMIN, body.name, hidden=hidden(body.name))
+        refused = Forbidden(f"you may not create namespace {body.name!r}")
+        require(self.ctx, req, Action.ADMIN, body.name, hidden=refused)
         resp.media = serialize.namespace(namespaces.create_namespace(self.ctx, body.name))
         resp.status = falcon.HTTP_201
 
