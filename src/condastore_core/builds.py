@@ -163,6 +163,18 @@ class LocalBuilder:
                 return None
         return result
 
+    def discard_incomplete(self, build_key: str) -> None:
+        """Remove what a stopped build of ``build_key`` left: staging and unrecorded prefixes."""
+        with self._key_lock(build_key):
+            if self.find(build_key) is not None:
+                return  # complete after all
+            envs = layout.prefix_dir(self.data_dir, build_key).parent
+            for path in [
+                layout.prefix_dir(self.data_dir, build_key),
+                *envs.glob(f".staging-{build_key}-*"),
+            ]:
+                shutil.rmtree(path, ignore_errors=True)
+
     # -- internals -----------------------------------------------------------------
 
     def _build_locked(

@@ -54,6 +54,12 @@ class Settings:
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     log_level: str = "INFO"
+    #: A running build renews its lease this often (a third of it); past it, its worker is lost.
+    build_lease_seconds: float = 60
+    #: Starts of a build before a lost worker fails it rather than retrying it.
+    build_max_attempts: int = 2
+    #: The longest one build job may run on a worker.
+    build_timeout_seconds: float = 6 * 3600
     #: Rights of requests without credentials, e.g. ``("public/*=viewer",)``; none by default.
     anonymous_bindings: tuple[str, ...] = ()
     #: Lifetime of a login (session) token, and the longest any token may live.
@@ -155,8 +161,16 @@ def _coerce(key: str, value: Any) -> Any:
                     raise ValueError(f"expected a boolean, got {value!r}")
                 return value.lower() in ("1", "true", "yes", "on")
             return bool(value)
-        if key in ("solve_timeout_seconds", "token_lifetime_seconds", "max_token_lifetime_seconds"):
+        if key in (
+            "solve_timeout_seconds",
+            "token_lifetime_seconds",
+            "max_token_lifetime_seconds",
+            "build_lease_seconds",
+            "build_timeout_seconds",
+        ):
             return float(value)
+        if key == "build_max_attempts":
+            return int(value)
         if key == "signing_key_path":
             return Path(value).expanduser()
     except (ValueError, TypeError) as exc:

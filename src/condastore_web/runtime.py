@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from condastore_core.jobs.inprocess import InProcessQueue
+from condastore_core.jobs.rq_engine import RQQueue
 from condastore_core.service.context import Context
 from condastore_core.service.namespaces import create_namespace
 from condastore_core.service.runner import recover_interrupted
@@ -17,9 +18,12 @@ DEFAULT_NAMESPACE = "default"
 
 
 def start_services(settings: Settings, *, workers: int = 2) -> Context:
-    """Connect, migrate, and attach the in-process job engine (RQ comes with Redis settings)."""
+    """Connect, migrate, and attach a job engine: RQ with a Redis URL, else in-process threads."""
     ctx = Context.from_settings(settings)
     create_namespace(ctx, DEFAULT_NAMESPACE, exist_ok=True)
+    if settings.redis_url:
+        ctx.jobs = RQQueue(settings)  # builds run on `condastore worker` processes
+        return ctx
     queue = InProcessQueue(ctx, workers=workers)
     ctx.jobs = queue
     requeued = recover_interrupted(ctx)

@@ -119,6 +119,11 @@ class Build(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The lease of a running build: its worker renews it; a stale one means the worker died.
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    worker: Mapped[str | None] = mapped_column(String(128))
+    #: How many times the build was started (retries after a lost worker count too).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     environment: Mapped[Environment] = relationship(foreign_keys=[environment_id], lazy="joined")
     specification: Mapped[Specification] = relationship(lazy="joined")

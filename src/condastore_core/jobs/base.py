@@ -9,5 +9,8 @@ class JobQueue(Protocol):
     def enqueue_build(self, build_id: int) -> None:
         """Run build ``build_id`` soon; enqueuing one already queued or running is a no-op."""
 
+    def stop_build(self, build_id: int, worker: str | None) -> None:
+        """Stop a running build at once where the engine can (it was canceled)."""
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work; with ``wait``, let running jobs finish."""

@@ -39,6 +39,9 @@ class InProcessQueue:
             with self._lock:
                 self._pending.pop(build_id, None)
 
+    def stop_build(self, build_id: int, worker: str | None) -> None:
+        """Threads cannot be killed: the build sees its cancel flag at its next step."""
+
     def wait_idle(self, timeout: float | None = None) -> None:
         """Block until every submitted build has finished (tests and shutdown)."""
         with self._lock:

@@ -116,6 +116,9 @@ def cancel_build(ctx: Context, build_id: int) -> Build:
             build.status = BuildStatus.CANCELED
             build.step = "canceled"
             build.ended_at = utcnow()
+        running_on = build.worker if build.status == BuildStatus.BUILDING else None
+    if running_on is not None and ctx.jobs is not None:
+        ctx.jobs.stop_build(build_id, running_on)
     return get_build(ctx, build_id)
 
 

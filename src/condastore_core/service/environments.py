@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,24 @@ def _specification(session: Session, spec: EnvironmentSpec) -> Specification:
     return row
 
 
+def _locked_environment(session: Session, namespace_id: int, name: str) -> Environment:
+    """The environment row, created if needed and locked until the transaction ends.
+
+    Concurrent submissions for one environment serialise here, so the second
+    sees the first one's queued build instead of queueing another: the UPDATE
+    locks the row on PostgreSQL and takes the database's write lock on SQLite.
+    """
+    where = (Environment.namespace_id == namespace_id, Environment.name == name)
+    if session.scalar(select(Environment.id).where(*where)) is None:
+        try:
+            with session.begin_nested():
+                session.add(Environment(namespace_id=namespace_id, name=name, description=""))
+        except IntegrityError:
+            pass  # created meanwhile by a concurrent submission
+    session.execute(update(Environment).where(*where).values(updated_at=utcnow()))
+    return session.scalars(select(Environment).where(*where)).one()
+
+
 def submit(
     ctx: Context,
     namespace: str,
@@ -97,20 +115,12 @@ def submit(
                     "allowed_platforms",
                     f"platform {platform!r} is not allowed here; allowed: {allowed}",
                 )
-        env = session.scalar(
-            select(Environment).where(
-                Environment.namespace_id == ns.id, Environment.name == spec.name
-            )
-        )
-        if env is None:
-            env = Environment(namespace_id=ns.id, name=spec.name, description="")
-            session.add(env)
-        elif env.deleted_at is not None:  # re-created under the same name
+        env = _locked_environment(session, ns.id, spec.name)
+        if env.deleted_at is not None:  # re-created under the same name
             env.deleted_at = None
             env.current_build_id = None
         if description is not None or spec.description is not None:
             env.description = description if description is not None else spec.description or ""
-        env.updated_at = utcnow()
         specification = _specification(session, spec)
         session.flush()
         pending = session.scalar(

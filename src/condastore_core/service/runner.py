@@ -9,10 +9,14 @@ blob store, and the environment's current build moves only on success.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
+import socket
+import threading
 import traceback
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from condastore_core.artifacts import ArtifactKind
 from condastore_core.db.models import Artifact, Build, BuildPackage, BuildStatus, utcnow
@@ -20,7 +24,7 @@ from condastore_core.digests import Digest
 from condastore_core.errors import BuildCanceled, CondastoreError
 from condastore_core.lock import Lock, parse_conda_lock_yaml
 from condastore_core.service.context import Context
-from condastore_core.service.logs import BuildLog, read_log
+from condastore_core.service.logs import BuildLog, log_length, read_log
 from condastore_core.service.policies import enforce_retention
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import put
@@ -28,21 +32,79 @@ from condastore_core.store import put
 logger = logging.getLogger(__name__)
 
 
-def run_build(ctx: Context, build_id: int) -> BuildStatus | None:
-    """Run build ``build_id`` if it is still QUEUED; returns its final status."""
+def claim(ctx: Context, build_id: int, worker: str) -> bool:
+    """Take a QUEUED build for this worker; only one of several racing claims succeeds."""
+    now = utcnow()
     with ctx.sessions.begin() as session:
-        build = session.get(Build, build_id)
-        if build is None or build.status != BuildStatus.QUEUED:
-            return None
-        build.status = BuildStatus.BUILDING
-        build.started_at = utcnow()
-        build.step = "starting"
+        result = session.execute(
+            update(Build)
+            .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)
+            .values(
+                status=BuildStatus.BUILDING,
+                started_at=now,
+                heartbeat_at=now,
+                step="starting",
+                worker=worker[:128],
+                attempts=Build.attempts + 1,
+            )
+        )
+        return result.rowcount == 1
+
+
+class Heartbeat:
+    """Renews a running build's lease from a background thread until stopped."""
+
+    def __init__(self, ctx: Context, build_id: int) -> None:
+        self._ctx = ctx
+        self._build_id = build_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{build_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        interval = max(0.2, self._ctx.settings.build_lease_seconds / 3)
+        while not self._stop.wait(interval):
+            try:
+                with self._ctx.sessions.begin() as session:
+                    session.execute(
+                        update(Build)
+                        .where(Build.id == self._build_id, Build.status == BuildStatus.BUILDING)
+                        .values(heartbeat_at=utcnow())
+                    )
+            except Exception:  # a missed beat is retried; the lease covers several
+                logger.warning("build %s: heartbeat failed", self._build_id, exc_info=True)
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_build(ctx: Context, build_id: int, worker: str | None = None) -> BuildStatus | None:
+    """Run build ``build_id`` if it is still QUEUED; returns its final status."""
+    if not claim(ctx, build_id, worker or worker_identity()):
+        return None
+    with Heartbeat(ctx, build_id):
+        _run_claimed(ctx, build_id)
+    with ctx.sessions() as session:
+        return session.get_one(Build, build_id).status
+
+
+def _run_claimed(ctx: Context, build_id: int) -> None:
+    with ctx.sessions() as session:
+        build = session.get_one(Build, build_id)
         spec = EnvironmentSpec.from_dict(build.specification.spec)
         platforms = list(build.platforms) or None
         input_lock = build.input_lock
         env_id = build.environment_id
 
-    log = BuildLog(ctx, build_id)
+    log = BuildLog(ctx, build_id, start=log_length(ctx, build_id))
     try:
         log.check_canceled(force=True)
         if input_lock is not None:
@@ -76,8 +138,6 @@ def run_build(ctx: Context, build_id: int) -> BuildStatus | None:
         log.log(traceback.format_exc())
         message = f"internal error: {type(exc).__name__}: {exc}"
         _finish(ctx, build_id, env_id, log, BuildStatus.FAILED, {}, error=message)
-    with ctx.sessions() as session:
-        return session.get_one(Build, build_id).status
 
 
 def _record_lock(ctx: Context, build_id: int, lock: Lock) -> None:
@@ -85,6 +145,8 @@ def _record_lock(ctx: Context, build_id: int, lock: Lock) -> None:
         build = session.get_one(Build, build_id)
         build.lock_hash = lock.lock_hash
         build.build_key = lock.build_key
+        # A retried build records its lock again.
+        session.execute(delete(BuildPackage).where(BuildPackage.build_id == build_id))
         for platform in lock.platforms:
             for pkg in lock.records(platform):
                 session.add(
@@ -158,6 +220,60 @@ def _finish(
             build.environment.updated_at = utcnow()
             session.flush()
             enforce_retention(session, build.environment)
+
+
+def reap_lost_builds(ctx: Context, *, lease_seconds: float | None = None) -> list[int]:
+    """Settle builds whose worker stopped renewing their lease; returns ids to enqueue again.
+
+    A lost build is CANCELED if that was asked for, QUEUED again while it has
+    attempts left, and FAILED with the reason otherwise: never left BUILDING.
+    """
+    lease = ctx.settings.build_lease_seconds if lease_seconds is None else lease_seconds
+    cutoff = utcnow() - dt.timedelta(seconds=lease)
+    requeue, settled = [], []
+    with ctx.sessions.begin() as session:
+        lost = session.scalars(
+            select(Build)
+            .where(Build.status == BuildStatus.BUILDING, Build.heartbeat_at < cutoff)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for build in lost:
+            who = build.worker or "its worker"
+            if build.cancel_requested:
+                build.status, build.step = BuildStatus.CANCELED, "canceled"
+            elif build.attempts < ctx.settings.build_max_attempts:
+                build.status, build.step = BuildStatus.QUEUED, "queued (retry)"
+                requeue.append(build.id)
+            else:
+                build.status, build.step = BuildStatus.FAILED, "failed"
+                build.error = (
+                    f"{who} stopped renewing the build's lease ({lease:g} s) and the build "
+                    f"was started {build.attempts} times; giving up"
+                )
+            if build.status != BuildStatus.QUEUED:
+                build.ended_at = utcnow()
+            settled.append((build.id, build.status, who))
+    for build_id, status, who in settled:
+        BuildLog(ctx, build_id, start=log_length(ctx, build_id)).log(
+            f"lost {who} (no heartbeat for {lease:g} s): build {status.value.lower()}"
+        )
+    return requeue
+
+
+def settle_stopped(ctx: Context, build_id: int) -> None:
+    """A build whose work process was killed on request: CANCELED, its half-prefix removed."""
+    with ctx.sessions.begin() as session:
+        build = session.get(Build, build_id)
+        if build is None or build.status != BuildStatus.BUILDING:
+            return
+        build.status = BuildStatus.CANCELED if build.cancel_requested else BuildStatus.FAILED
+        build.step = build.status.value.lower()
+        build.error = None if build.cancel_requested else "the build's work process was stopped"
+        build.ended_at = utcnow()
+        key = build.build_key
+    if key is not None:
+        ctx.builder().discard_incomplete(key)
+    BuildLog(ctx, build_id, start=log_length(ctx, build_id)).log("stopped: build canceled")
 
 
 def recover_interrupted(ctx: Context) -> list[int]:

@@ -8,6 +8,7 @@ from condastore_web.cli.accounts import login, logout, token_group, user_group
 from condastore_web.cli.local import build_command, lock_command
 from condastore_web.cli.remote import build_group, download, env_group
 from condastore_web.cli.serve import serve_command
+from condastore_web.cli.worker import worker_command
 
 
 class BuildGroup(click.Group):
@@ -35,6 +36,7 @@ def main() -> None:
 main.add_command(lock_command)
 main.add_command(build)
 main.add_command(serve_command)
+main.add_command(worker_command)
 main.add_command(env_group)
 main.add_command(download)
 main.add_command(user_group)

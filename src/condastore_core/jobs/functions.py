@@ -1,0 +1,40 @@
+"""Job functions, importable by dotted path, so any RQ worker with our settings can run them.
+
+Each call builds its own context from settings inside the work process (RQ
+forks one per job), so no database connection crosses a fork.
+"""
+
+from __future__ import annotations
+
+from condastore_core.service.context import Context
+from condastore_core.settings import load_settings
+
+
+def worker_context() -> Context:
+    from condastore_core.jobs.rq_engine import RQQueue
+
+    settings = load_settings()
+    ctx = Context.from_settings(settings, migrate=False)
+    if settings.redis_url:
+        ctx.jobs = RQQueue(settings)
+    return ctx
+
+
+def build_job(build_id: int) -> str | None:
+    """Run one build; returns its final status (or None if another worker took it)."""
+    from rq import get_current_job
+
+    from condastore_core.service.runner import run_build, worker_identity
+
+    job = get_current_job()
+    worker = f"{worker_identity()}:{job.id}" if job is not None else None
+    status = run_build(worker_context(), build_id, worker=worker)
+    return status.value if status is not None else None
+
+
+def build_stopped(job, connection, *args) -> None:  # type: ignore[no-untyped-def]
+    """RQ calls this in the worker once a build's work process was stopped (a cancel)."""
+    from condastore_core.service.runner import settle_stopped
+
+    build_id = int(job.args[0])
+    settle_stopped(worker_context(), build_id)

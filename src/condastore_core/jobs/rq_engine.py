@@ -1,0 +1,63 @@
+"""The distributed job engine: RQ queues on Redis, served by ``condastore worker`` processes.
+
+Queues are named by kind of work (``condastore-build``...), so a worker can
+serve some kinds only. RQ forks a work process per job: a crash or a leak in
+one build cannot take the worker down. A running build is stopped by killing
+its work process (RQ's stop command); its lease then settles it as CANCELED.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis import Redis
+from rq import Callback, Queue
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+
+from condastore_core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+QUEUE_KINDS = ("build", "solve", "artifacts")
+
+
+def queue_name(kind: str) -> str:
+    return f"condastore-{kind}"
+
+
+class RQQueue:
+    def __init__(self, settings: Settings, redis: Redis | None = None) -> None:
+        if not settings.redis_url and redis is None:
+            raise ValueError("the RQ engine needs redis_url")
+        self.settings = settings
+        self.redis = redis or Redis.from_url(settings.redis_url)  # type: ignore[arg-type]
+
+    def queue(self, kind: str) -> Queue:
+        return Queue(queue_name(kind), connection=self.redis)
+
+    def enqueue_build(self, build_id: int) -> None:
+        # Duplicates are harmless: a build runs only for the worker that claims it.
+        self.queue("build").enqueue_call(
+            "condastore_core.jobs.functions.build_job",
+            args=(build_id,),
+            timeout=int(self.settings.build_timeout_seconds),
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"build {build_id}",
+            on_stopped=Callback("condastore_core.jobs.functions.build_stopped"),
+        )
+
+    def stop_build(self, build_id: int, worker: str | None) -> None:
+        """Kill the work process running the build (``worker`` ends with its RQ job id)."""
+        parts = (worker or "").split(":")
+        if len(parts) != 3:
+            return
+        job_id = parts[2]
+        try:
+            send_stop_job_command(self.redis, job_id)
+        except (InvalidJobOperation, NoSuchJobError) as exc:
+            logger.info("job %s was not running: %s", job_id, exc)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.redis.close()
