@@ -116,16 +116,30 @@ class Solver:
     async def _solve_one(
         self, channels: list[str], specs: list[str], platform: str
     ) -> list[LockedPackage]:
-        try:
-            records = await rattler.solve(
+        subdirs = [platform, "noarch"]
+
+        async def solve() -> list[rattler.RepoDataRecord]:
+            return await rattler.solve(
                 sources=channels,
                 specs=with_bare_names(specs),
                 gateway=self._gateway,
-                platforms=[platform, "noarch"],
+                platforms=subdirs,
                 virtual_packages=virtual_packages_for(platform, self.virtual_package_overrides),
                 channel_priority=ChannelPriority.Strict,
                 timeout=self.timeout,
             )
+
+        try:
+            try:
+                records = await solve()
+            except Exception as exc:
+                if type(exc).__name__ == "SolverError":
+                    raise
+                # The repodata cache is shared by every build; a process killed while it
+                # was fetching can leave it unusable. Fetch afresh once before giving up.
+                for channel in channels:
+                    self._gateway.clear_repodata_cache(channel, subdirs, clear_disk=True)
+                records = await solve()
         except Exception as exc:
             raise _explain(exc, platform, channels) from None
         return [locked_package_from_record(r) for r in records]

@@ -235,7 +235,7 @@ def reap_lost_builds(ctx: Context, *, lease_seconds: float | None = None) -> lis
         lost = session.scalars(
             select(Build)
             .where(Build.status == BuildStatus.BUILDING, Build.heartbeat_at < cutoff)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=Build)
         ).all()
         for build in lost:
             who = build.worker or "its worker"
