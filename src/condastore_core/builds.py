@@ -233,6 +233,13 @@ class LocalBuilder:
         info = put(self.store, data)
         return ArtifactInfo(kind, info.digest, info.size)
 
+    def pack(self, build_key: str) -> ArtifactInfo | None:
+        """The conda-pack tarball of an existing build's prefix, stored; None without a prefix."""
+        prefix = layout.prefix_dir(self.data_dir, build_key)
+        if not (prefix / "conda-meta").is_dir():
+            return None
+        return self._put_tarball(prefix)
+
     def _put_tarball(self, prefix: Path) -> ArtifactInfo:
         tmpdir = layout.scratch_dir(self.data_dir)
         tmpdir.mkdir(parents=True, exist_ok=True)

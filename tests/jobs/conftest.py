@@ -43,7 +43,7 @@ def service_env(tmp_path, redis_url):
             "CONDASTORE_DATA_DIR": str(tmp_path / "data"),
             "CONDASTORE_DATABASE_URL": database_url,
             "CONDASTORE_REDIS_URL": redis_url,
-            "CONDASTORE_TARBALL": "false",
+            "CONDASTORE_TARBALL": "true",
             "CONDASTORE_BUILD_LEASE_SECONDS": str(LEASE_SECONDS),
             "CONDASTORE_BUILD_MAX_ATTEMPTS": "2",
         }

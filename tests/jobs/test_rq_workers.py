@@ -119,9 +119,17 @@ def test_queued_builds_wait_for_a_worker_of_their_kind(rq_ctx, workers, make_tes
         environments.submit(rq_ctx, "default", spec(channel, n, n.removesuffix("-env")))
         for n in ("hello-env", "libx-env")
     ]
-    workers.start("--queue", "artifacts")
+    artifacts_only = workers.start("--queue", "artifacts")
     time.sleep(2)
     assert {builds.get_build(rq_ctx, b.id).status for b in queued} == {BuildStatus.QUEUED}
+    assert "build" not in workers.log(artifacts_only).split("serving", 1)[1].split("\n", 1)[0]
     workers.start("--queue", "build")
     for b in queued:
         assert wait_for(rq_ctx, b.id, "finished").status == BuildStatus.COMPLETED
+    # The tarballs wait on the artifacts queue, which the first worker serves.
+    deadline = time.monotonic() + 60
+    while not all(
+        "tarball" in {a.kind for a in builds.get_build(rq_ctx, b.id).artifacts} for b in queued
+    ):
+        assert time.monotonic() < deadline, "the artifacts worker made no tarball"
+        time.sleep(0.2)

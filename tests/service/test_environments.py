@@ -144,3 +144,30 @@ def test_unknown_namespace_and_bad_names(ctx, channel):
         namespaces.create_namespace(ctx, "Bad Name")
     with pytest.raises(Conflict):
         namespaces.create_namespace(ctx, "default")
+
+
+def test_tarball_is_made_by_a_job_of_its_own(database_url, tmp_path, channel):
+    import tarfile
+
+    from condastore_core.jobs.inprocess import InProcessQueue
+    from condastore_core.service.context import Context
+    from condastore_core.settings import load_settings
+
+    settings = load_settings(
+        {"data_dir": tmp_path / "packing", "database_url": database_url, "tarball": True},
+        environ={},
+    )
+    context = Context.from_settings(settings)
+    context.jobs = InProcessQueue(context)
+    namespaces.create_namespace(context, "default")
+    build = build_and_wait(context, "default", spec(channel, "hello 1.0"))
+    kinds = {a.kind: a for a in build.artifacts}
+    assert "tarball" in kinds, read_log(context, build.id).text
+    path = context.store.local_path(Digest.parse(kinds["tarball"].digest))
+    with tarfile.open(path) as tf:
+        names = tf.getnames()
+    assert "bin/hello" in names and any(n.startswith("conda-meta/hello-1.0") for n in names)
+    assert "tarball:" in read_log(context, build.id).text
+    log = read_all(context.store, Digest.parse(kinds["log"].digest)).decode()
+    assert "tarball:" in log  # the stored log tells of the packing too
+    context.jobs.shutdown()

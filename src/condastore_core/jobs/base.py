@@ -9,6 +9,9 @@ class JobQueue(Protocol):
     def enqueue_build(self, build_id: int) -> None:
         """Run build ``build_id`` soon; enqueuing one already queued or running is a no-op."""
 
+    def enqueue_pack(self, build_id: int) -> None:
+        """Make the conda-pack tarball of a completed build (artifacts queue)."""
+
     def stop_build(self, build_id: int, worker: str | None) -> None:
         """Stop a running build at once where the engine can (it was canceled)."""
 

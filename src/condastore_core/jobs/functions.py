@@ -38,3 +38,10 @@ def build_stopped(job, connection, *args) -> None:  # type: ignore[no-untyped-de
 
     build_id = int(job.args[0])
     settle_stopped(worker_context(), build_id)
+
+
+def pack_job(build_id: int) -> bool:
+    """Add the conda-pack tarball to a completed build (the artifacts queue)."""
+    from condastore_core.service.runner import pack_build
+
+    return pack_build(worker_context(), build_id)

@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from condastore_core.service.context import Context
-from condastore_core.service.runner import run_build
+from condastore_core.service.runner import pack_build, run_build
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,21 @@ class InProcessQueue:
             future = self._pool.submit(self._run, build_id)
             self._pending[build_id] = future
 
+    def enqueue_pack(self, build_id: int) -> None:
+        with self._lock:
+            key = -build_id  # packs and builds of one id are different jobs
+            if key not in self._pending:
+                self._pending[key] = self._pool.submit(self._pack, build_id)
+
+    def _pack(self, build_id: int) -> None:
+        try:
+            pack_build(self._ctx, build_id)
+        except Exception:
+            logger.exception("packing build %s crashed its job", build_id)
+        finally:
+            with self._lock:
+                self._pending.pop(-build_id, None)
+
     def _run(self, build_id: int) -> None:
         try:
             run_build(self._ctx, build_id)
@@ -43,11 +58,14 @@ class InProcessQueue:
         """Threads cannot be killed: the build sees its cancel flag at its next step."""
 
     def wait_idle(self, timeout: float | None = None) -> None:
-        """Block until every submitted build has finished (tests and shutdown)."""
-        with self._lock:
-            futures = list(self._pending.values())
-        for future in futures:
-            future.result(timeout=timeout)
+        """Block until every submitted job, and any job those queued, has finished."""
+        while True:
+            with self._lock:
+                futures = list(self._pending.values())
+            if not futures:
+                return
+            for future in futures:
+                future.result(timeout=timeout)
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)

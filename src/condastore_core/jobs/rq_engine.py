@@ -48,6 +48,15 @@ class RQQueue:
             on_stopped=Callback("condastore_core.jobs.functions.build_stopped"),
         )
 
+    def enqueue_pack(self, build_id: int) -> None:
+        self.queue("artifacts").enqueue_call(
+            "condastore_core.jobs.functions.pack_job",
+            args=(build_id,),
+            timeout=int(self.settings.build_timeout_seconds),
+            result_ttl=24 * 3600,
+            description=f"tarball of build {build_id}",
+        )
+
     def stop_build(self, build_id: int, worker: str | None) -> None:
         """Kill the work process running the build (``worker`` ends with its RQ job id)."""
         parts = (worker or "").split(":")

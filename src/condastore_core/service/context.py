@@ -45,6 +45,5 @@ class Context:
         )
 
     def builder(self) -> LocalBuilder:
-        return LocalBuilder(
-            self.settings.data_dir, self.store, self.solver, tarball=self.settings.tarball
-        )
+        """The pipeline of the service's builds; the tarball is a job of its own (``pack``)."""
+        return LocalBuilder(self.settings.data_dir, self.store, self.solver, tarball=False)

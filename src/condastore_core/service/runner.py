@@ -121,12 +121,16 @@ def _run_claimed(ctx: Context, build_id: int) -> None:
         if artifacts is not None:
             log.log(f"reusing the artifacts of build {artifacts[0]} (same lock)")
             _finish(ctx, build_id, env_id, log, BuildStatus.COMPLETED, artifacts[1], artifacts[0])
+            if ArtifactKind.TARBALL.value not in artifacts[1]:
+                _queue_pack(ctx, build_id, log)
         else:
             result = ctx.builder().build(spec, lock=lock, reporter=log)
             log.check_canceled(force=True)
             found = {k.value: (str(a.digest), a.size) for k, a in result.artifacts.items()}
             found.pop(ArtifactKind.LOG.value, None)  # this build's own log replaces it
             _finish(ctx, build_id, env_id, log, BuildStatus.COMPLETED, found)
+            if result.prefix is not None:
+                _queue_pack(ctx, build_id, log)
     except BuildCanceled:
         log.log("canceled")
         _finish(ctx, build_id, env_id, log, BuildStatus.CANCELED, {})
@@ -138,6 +142,48 @@ def _run_claimed(ctx: Context, build_id: int) -> None:
         log.log(traceback.format_exc())
         message = f"internal error: {type(exc).__name__}: {exc}"
         _finish(ctx, build_id, env_id, log, BuildStatus.FAILED, {}, error=message)
+
+
+def _queue_pack(ctx: Context, build_id: int, log: BuildLog) -> None:
+    """The tarball is slow: it is made by a job of its own, on the artifacts queue."""
+    if ctx.settings.tarball and ctx.jobs is not None:
+        log.log("conda-pack tarball queued")
+        ctx.jobs.enqueue_pack(build_id)
+
+
+def pack_build(ctx: Context, build_id: int) -> bool:
+    """Add the conda-pack tarball to a completed build; returns whether one was added."""
+    with ctx.sessions() as session:
+        build = session.get(Build, build_id)
+        if build is None or build.status != BuildStatus.COMPLETED or build.build_key is None:
+            return False
+        if any(a.kind == ArtifactKind.TARBALL.value for a in build.artifacts):
+            return False
+        key = build.build_key
+    log = BuildLog(ctx, build_id, start=log_length(ctx, build_id))
+    log.log("packing the prefix with conda-pack")
+    try:
+        info = ctx.builder().pack(key)
+    except CondastoreError as exc:
+        log.log(f"packing failed: {exc.message}")
+        return False
+    if info is None:
+        log.log("no prefix to pack on this machine")
+        return False
+    log.log(f"tarball: {info.size} bytes ({info.digest})")
+    log_info = put(ctx.store, read_log(ctx, build_id).text.encode())
+    with ctx.sessions.begin() as session:
+        build = session.get_one(Build, build_id)
+        session.add(
+            Artifact(
+                build_id=build_id, kind=info.kind.value, digest=str(info.digest), size=info.size
+            )
+        )
+        for artifact in build.artifacts:
+            if artifact.kind == ArtifactKind.LOG.value:  # the stored log now tells of the packing
+                artifact.digest, artifact.size = str(log_info.digest), log_info.size
+        build.size = (build.size or 0) + info.size
+    return True
 
 
 def _record_lock(ctx: Context, build_id: int, lock: Lock) -> None:
