@@ -12,6 +12,7 @@ import falcon
 from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
+from condastore_registry import app as registry
 from condastore_web.api import access, accounts, builds, environments, errors, misc, namespaces
 
 API = "/api/v1"
@@ -54,6 +55,7 @@ def create_app(
     app.add_route(f"{build}/cancel", builds.BuildCancel(ctx))
     app.add_route(f"{build}/rebuild", builds.BuildRebuild(ctx))
     app.add_route(f"{build}/artifacts/{{kind}}", builds.BuildArtifact(ctx))
+    registry.mount(app, ctx, authenticator)
     return app
 
 

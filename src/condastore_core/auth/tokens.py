@@ -8,6 +8,7 @@ revocation), its expiry and, when narrowed, the bindings it is capped to.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import uuid
@@ -59,6 +60,8 @@ class TokenClaims:
     issued_at: dt.datetime
     expires_at: dt.datetime
     scope: tuple[str, ...] | None
+    #: Registry tokens: the granted ``[{"type", "name", "actions"}]``.
+    access: tuple[dict, ...] | None = None
 
 
 class TokenSigner:
@@ -67,7 +70,13 @@ class TokenSigner:
         self._public = key.public_key()
 
     def issue(
-        self, user: str, lifetime: dt.timedelta, *, kind: str, scope: list[str] | None = None
+        self,
+        user: str,
+        lifetime: dt.timedelta,
+        *,
+        kind: str,
+        scope: list[str] | None = None,
+        access: list[dict] | None = None,
     ) -> tuple[str, TokenClaims]:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         claims = TokenClaims(
@@ -88,6 +97,9 @@ class TokenSigner:
         }
         if scope is not None:
             payload["scope"] = list(scope)
+        if access is not None:
+            payload["access"] = access
+            claims = dataclasses.replace(claims, access=tuple(access))
         return jwt.encode(payload, self._key, algorithm=ALGORITHM), claims
 
     def verify(self, token: str) -> TokenClaims:
@@ -112,4 +124,5 @@ class TokenSigner:
             issued_at=dt.datetime.fromtimestamp(payload["iat"], dt.UTC),
             expires_at=dt.datetime.fromtimestamp(payload["exp"], dt.UTC),
             scope=tuple(scope) if scope is not None else None,
+            access=tuple(payload["access"]) if "access" in payload else None,
         )

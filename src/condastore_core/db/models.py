@@ -226,3 +226,57 @@ class PolicyRecord(Base):
     scope: Mapped[str] = mapped_column(String(256), unique=True)
     policy: Mapped[dict] = mapped_column(JSON)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RegistryManifest(Base):
+    """A manifest pushed to (or built for) a repository; its exact bytes are a blob."""
+
+    __tablename__ = "registry_manifests"
+    __table_args__ = (UniqueConstraint("repository", "digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(255), index=True)
+    digest: Mapped[str] = mapped_column(String(140))
+    media_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    artifact_type: Mapped[str | None] = mapped_column(String(255))
+    #: The manifest this one refers to (``subject``), for the referrers API.
+    subject: Mapped[str | None] = mapped_column(String(140), index=True)
+    #: Annotations of the manifest, returned in referrers lists.
+    annotations: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RegistryTag(Base):
+    __tablename__ = "registry_tags"
+    __table_args__ = (UniqueConstraint("repository", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(140))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RegistryBlob(Base):
+    """A blob linked into a repository: only linked blobs are served from it."""
+
+    __tablename__ = "registry_blobs"
+    __table_args__ = (UniqueConstraint("repository", "digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(140), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RegistryUpload(Base):
+    """An upload session; its bytes sit in the blob store's staging area until committed."""
+
+    __tablename__ = "registry_uploads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    repository: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

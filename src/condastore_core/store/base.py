@@ -50,6 +50,9 @@ class BlobWriter(Protocol):
 
     def cancel(self) -> None: ...
 
+    def close(self) -> None:
+        """Stop writing for now, keeping what was written; resume later by ``upload_id``."""
+
 
 @runtime_checkable
 class BlobStore(Protocol):

@@ -96,6 +96,12 @@ class LocalBlobWriter:
             _fsync_dir(target.parent)
         return BlobInfo(actual, self._size)
 
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
     def cancel(self) -> None:
         if not self._file.closed:
             self._file.close()

@@ -1,0 +1,411 @@
+"""Repositories of the OCI registry: blob links, uploads, manifests, tags, referrers.
+
+Bytes live in the blob store (a manifest's exact bytes too); these functions
+keep the metadata that makes a repository: which blobs it may serve, which
+manifests it holds, where its tags point and which manifests refer to which.
+Errors carry the distribution spec's codes; the registry app turns them into
+HTTP answers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from condastore_core.db.models import (
+    RegistryBlob,
+    RegistryManifest,
+    RegistryTag,
+    RegistryUpload,
+    utcnow,
+)
+from condastore_core.digests import Digest, digest_bytes
+from condastore_core.errors import CondastoreError, InvalidDigest
+from condastore_core.image import manifest as mt
+from condastore_core.service.context import Context
+
+#: The distribution spec's grammar for repository names and tags.
+NAME_PATTERN = re.compile(
+    r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$"
+)
+TAG_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+MAX_NAME_LENGTH = 255
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_TYPES = {mt.MANIFEST, mt.INDEX, DOCKER_MANIFEST, DOCKER_LIST}
+INDEX_TYPES = {mt.INDEX, DOCKER_LIST}
+
+
+class RegistryError(CondastoreError):
+    """An error of the distribution spec; ``code`` is one of its error codes."""
+
+    def __init__(self, code: str, message: str, detail: object | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.code = code
+
+
+def check_name(name: str) -> str:
+    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):
+        raise RegistryError("NAME_INVALID", f"invalid repository name {name!r}")
+    return name
+
+
+def parse_digest(value: str) -> Digest:
+    try:
+        return Digest.parse(value)
+    except InvalidDigest as exc:
+        raise RegistryError("DIGEST_INVALID", exc.message) from None
+
+
+def parse_reference(reference: str) -> tuple[str | None, Digest | None]:
+    """A manifest reference is a tag or a digest."""
+    if ":" in reference:
+        return None, parse_digest(reference)
+    if not TAG_PATTERN.match(reference):
+        raise RegistryError("MANIFEST_INVALID", f"invalid tag {reference!r}")
+    return reference, None
+
+
+# -- blobs ---------------------------------------------------------------------------
+
+
+def link_blob(ctx: Context, repository: str, digest: Digest, size: int) -> None:
+    with ctx.sessions.begin() as session:
+        exists = session.scalar(
+            select(RegistryBlob.id).where(
+                RegistryBlob.repository == repository, RegistryBlob.digest == str(digest)
+            )
+        )
+        if exists is None:
+            try:
+                with session.begin_nested():
+                    session.add(RegistryBlob(repository=repository, digest=str(digest), size=size))
+            except IntegrityError:
+                pass  # linked meanwhile
+
+
+def blob_size(ctx: Context, repository: str, digest: Digest) -> int:
+    """The size of a blob this repository may serve; BLOB_UNKNOWN otherwise."""
+    with ctx.sessions() as session:
+        size = session.scalar(
+            select(RegistryBlob.size).where(
+                RegistryBlob.repository == repository, RegistryBlob.digest == str(digest)
+            )
+        )
+    if size is None or not ctx.store.exists(digest):
+        raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not in {repository}")
+    return size
+
+
+def unlink_blob(ctx: Context, repository: str, digest: Digest) -> None:
+    with ctx.sessions.begin() as session:
+        gone = session.execute(
+            delete(RegistryBlob).where(
+                RegistryBlob.repository == repository, RegistryBlob.digest == str(digest)
+            )
+        )
+        if gone.rowcount == 0:
+            raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not in {repository}")
+
+
+def mount_blob(ctx: Context, repository: str, digest: Digest, source: str | None) -> bool:
+    """Link a blob another repository holds (``source``, or any when None); False if none."""
+    with ctx.sessions() as session:
+        stmt = select(RegistryBlob.size).where(RegistryBlob.digest == str(digest))
+        if source is not None:
+            stmt = stmt.where(RegistryBlob.repository == source)
+        size = session.scalar(stmt.limit(1))
+    if size is None or not ctx.store.exists(digest):
+        return False
+    link_blob(ctx, repository, digest, size)
+    return True
+
+
+# -- uploads -------------------------------------------------------------------------
+
+
+def start_upload(ctx: Context, repository: str) -> str:
+    writer = ctx.store.writer()  # the store names the upload; its bytes are staged there
+    writer.close()
+    upload_id = writer.upload_id
+    with ctx.sessions.begin() as session:
+        session.add(RegistryUpload(id=upload_id, repository=repository, size=0))
+    return upload_id
+
+
+def upload_size(ctx: Context, repository: str, upload_id: str) -> int:
+    with ctx.sessions() as session:
+        row = (
+            session.get(RegistryUpload, upload_id)
+            if re.fullmatch(r"[a-f0-9]{32}", upload_id)
+            else None
+        )
+    if row is None or row.repository != repository:
+        raise RegistryError("BLOB_UPLOAD_UNKNOWN", f"no upload {upload_id!r} in {repository}")
+    return row.size
+
+
+def append_upload(
+    ctx: Context,
+    repository: str,
+    upload_id: str,
+    chunks,
+    start: int | None,  # type: ignore[no-untyped-def]
+) -> int:
+    """Append a chunk; ``start`` (from Content-Range) must be where the upload ends."""
+    size = upload_size(ctx, repository, upload_id)
+    if start is not None and start != size:
+        raise RegistryError(
+            "BLOB_UPLOAD_INVALID",
+            f"chunk starts at {start} but the upload holds {size} bytes",
+            detail={"range_not_satisfiable": True, "size": size},
+        )
+    writer = ctx.store.writer(upload_id=upload_id)
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+    finally:
+        writer.close()
+    with ctx.sessions.begin() as session:
+        session.get_one(RegistryUpload, upload_id).size = writer.size
+    return writer.size
+
+
+def finish_upload(ctx: Context, repository: str, upload_id: str, digest: Digest) -> int:
+    """Verify and commit an upload under ``digest``, link it; the upload ends either way."""
+    upload_size(ctx, repository, upload_id)
+    writer = ctx.store.writer(digest.algorithm, upload_id=upload_id)
+    try:
+        info = writer.commit(digest)  # a mismatch discards the staged bytes
+    except CondastoreError as exc:
+        raise RegistryError("DIGEST_INVALID", exc.message) from None
+    finally:
+        with ctx.sessions.begin() as session:
+            session.execute(delete(RegistryUpload).where(RegistryUpload.id == upload_id))
+    link_blob(ctx, repository, info.digest, info.size)
+    return info.size
+
+
+def cancel_upload(ctx: Context, repository: str, upload_id: str) -> None:
+    upload_size(ctx, repository, upload_id)
+    ctx.store.writer(upload_id=upload_id).cancel()
+    with ctx.sessions.begin() as session:
+        session.execute(delete(RegistryUpload).where(RegistryUpload.id == upload_id))
+
+
+# -- manifests -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    digest: str
+    media_type: str
+    size: int
+
+
+def put_manifest(
+    ctx: Context, repository: str, reference: str, body: bytes, content_type: str | None
+) -> StoredManifest:
+    """Store a manifest's exact bytes, check what it references, tag it when asked."""
+    tag, wanted = parse_reference(reference)
+    if len(body) > MAX_MANIFEST_BYTES:
+        raise RegistryError("MANIFEST_INVALID", f"manifest larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise RegistryError("MANIFEST_INVALID", "the manifest is not JSON") from None
+    if not isinstance(doc, dict):
+        raise RegistryError("MANIFEST_INVALID", "the manifest is not a JSON object")
+    media_type = doc.get("mediaType") or (content_type or "").split(";")[0].strip()
+    if media_type not in MANIFEST_TYPES:
+        raise RegistryError("MANIFEST_INVALID", f"unsupported manifest media type {media_type!r}")
+    digest = digest_bytes(body, wanted.algorithm if wanted else "sha256")
+    if wanted is not None and digest != wanted:
+        raise RegistryError("DIGEST_INVALID", f"the manifest's digest is {digest}, not {wanted}")
+    _check_references(ctx, repository, doc, media_type)
+    subject = doc.get("subject")
+    subject_digest = None
+    if subject is not None:
+        if not isinstance(subject, dict) or "digest" not in subject:
+            raise RegistryError("MANIFEST_INVALID", "subject must be a descriptor")
+        subject_digest = str(parse_digest(subject["digest"]))
+    artifact_type = doc.get("artifactType")
+    if artifact_type is None and media_type == mt.MANIFEST:
+        config_type = (doc.get("config") or {}).get("mediaType")
+        if config_type and config_type != mt.CONFIG:
+            artifact_type = config_type
+    info = _put_bytes(ctx, body, digest)
+    with ctx.sessions.begin() as session:
+        row = session.scalar(
+            select(RegistryManifest).where(
+                RegistryManifest.repository == repository,
+                RegistryManifest.digest == str(digest),
+            )
+        )
+        if row is None:
+            session.add(
+                RegistryManifest(
+                    repository=repository,
+                    digest=str(digest),
+                    media_type=media_type,
+                    size=info,
+                    artifact_type=artifact_type,
+                    subject=subject_digest,
+                    annotations=doc.get("annotations"),
+                )
+            )
+        if tag is not None:
+            existing = session.scalar(
+                select(RegistryTag).where(
+                    RegistryTag.repository == repository, RegistryTag.name == tag
+                )
+            )
+            if existing is None:
+                session.add(RegistryTag(repository=repository, name=tag, digest=str(digest)))
+            else:
+                existing.digest, existing.updated_at = str(digest), utcnow()
+    return StoredManifest(str(digest), media_type, info)
+
+
+def manifest_subject(body: bytes) -> str | None:
+    """The digest a stored manifest names as its subject, for the ``OCI-Subject`` header."""
+    subject = json.loads(body).get("subject")
+    return subject.get("digest") if isinstance(subject, dict) else None
+
+
+def _put_bytes(ctx: Context, body: bytes, digest: Digest) -> int:
+    writer = ctx.store.writer(digest.algorithm)
+    writer.write(body)
+    return writer.commit(digest).size
+
+
+def _check_references(ctx: Context, repository: str, doc: dict[str, Any], media_type: str) -> None:
+    if media_type in INDEX_TYPES:
+        wanted = [d.get("digest", "") for d in doc.get("manifests") or []]
+        with ctx.sessions() as session:
+            held = set(
+                session.scalars(
+                    select(RegistryManifest.digest).where(
+                        RegistryManifest.repository == repository,
+                        RegistryManifest.digest.in_(wanted),
+                    )
+                )
+            )
+        missing = [d for d in wanted if d not in held]
+        if missing:
+            raise RegistryError(
+                "MANIFEST_BLOB_UNKNOWN", f"manifest {missing[0]} is not in {repository}"
+            )
+        return
+    descriptors = [doc.get("config")] if doc.get("config") else []
+    descriptors += doc.get("layers") or []
+    for descriptor in descriptors:
+        if not isinstance(descriptor, dict) or "digest" not in descriptor:
+            raise RegistryError("MANIFEST_INVALID", "a config or layer is not a descriptor")
+        digest = parse_digest(descriptor["digest"])
+        try:
+            blob_size(ctx, repository, digest)
+        except RegistryError:
+            raise RegistryError(
+                "MANIFEST_BLOB_UNKNOWN", f"blob {digest} is not in {repository}"
+            ) from None
+
+
+def find_manifest(ctx: Context, repository: str, reference: str) -> StoredManifest:
+    tag, digest = parse_reference(reference)
+    with ctx.sessions() as session:
+        if tag is not None:
+            target = session.scalar(
+                select(RegistryTag.digest).where(
+                    RegistryTag.repository == repository, RegistryTag.name == tag
+                )
+            )
+            if target is None:
+                raise RegistryError("MANIFEST_UNKNOWN", f"no tag {tag!r} in {repository}")
+        else:
+            target = str(digest)
+        row = session.scalar(
+            select(RegistryManifest).where(
+                RegistryManifest.repository == repository, RegistryManifest.digest == target
+            )
+        )
+    if row is None:
+        raise RegistryError("MANIFEST_UNKNOWN", f"no manifest {reference} in {repository}")
+    return StoredManifest(row.digest, row.media_type, row.size)
+
+
+def delete_manifest(ctx: Context, repository: str, reference: str) -> None:
+    """By tag: untag. By digest: remove the manifest and every tag pointing at it."""
+    tag, digest = parse_reference(reference)
+    with ctx.sessions.begin() as session:
+        if tag is not None:
+            gone = session.execute(
+                delete(RegistryTag).where(
+                    RegistryTag.repository == repository, RegistryTag.name == tag
+                )
+            )
+        else:
+            session.execute(
+                delete(RegistryTag).where(
+                    RegistryTag.repository == repository, RegistryTag.digest == str(digest)
+                )
+            )
+            gone = session.execute(
+                delete(RegistryManifest).where(
+                    RegistryManifest.repository == repository,
+                    RegistryManifest.digest == str(digest),
+                )
+            )
+        if gone.rowcount == 0:
+            raise RegistryError("MANIFEST_UNKNOWN", f"no manifest {reference} in {repository}")
+
+
+def list_tags(ctx: Context, repository: str, n: int | None, last: str | None) -> list[str]:
+    with ctx.sessions() as session:
+        stmt = select(RegistryTag.name).where(RegistryTag.repository == repository)
+        if last:
+            stmt = stmt.where(RegistryTag.name > last)
+        stmt = stmt.order_by(RegistryTag.name)
+        if n is not None:
+            stmt = stmt.limit(n)
+        return list(session.scalars(stmt))
+
+
+def repository_exists(ctx: Context, repository: str) -> bool:
+    with ctx.sessions() as session:
+        for model in (RegistryManifest, RegistryBlob, RegistryTag):
+            if session.scalar(select(model.id).where(model.repository == repository).limit(1)):
+                return True
+    return False
+
+
+def referrers(
+    ctx: Context, repository: str, digest: Digest, artifact_type: str | None
+) -> list[dict[str, Any]]:
+    with ctx.sessions() as session:
+        stmt = select(RegistryManifest).where(
+            RegistryManifest.repository == repository, RegistryManifest.subject == str(digest)
+        )
+        if artifact_type:
+            stmt = stmt.where(RegistryManifest.artifact_type == artifact_type)
+        rows = session.scalars(stmt.order_by(RegistryManifest.id)).all()
+    out = []
+    for row in rows:
+        descriptor: dict[str, Any] = {
+            "mediaType": row.media_type,
+            "digest": row.digest,
+            "size": row.size,
+        }
+        if row.artifact_type:
+            descriptor["artifactType"] = row.artifact_type
+        if row.annotations:
+            descriptor["annotations"] = row.annotations
+        out.append(descriptor)
+    return out
