@@ -108,8 +108,9 @@ class Challenge(RegistryError):
 
 
 def challenge(req: falcon.Request, repository: str, action: str) -> Challenge:
-    actions = "pull,push" if action == "push" else action
+    # One action per scope: some clients split the header at every comma. A push
+    # token also carries pull where RBAC allows it (see the token endpoint).
     return Challenge(
-        challenge_header(req, f"repository:{repository}:{actions}"),
+        challenge_header(req, f"repository:{repository}:{action}"),
         f"authentication required to {action} {repository}",
     )

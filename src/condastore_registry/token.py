@@ -50,6 +50,8 @@ class TokenResource:
                 if parsed is None:
                     continue
                 name, wanted = parsed
+                if "push" in wanted:  # pushing means reading what is there too
+                    wanted = wanted | {"pull"}
                 granted = wanted & allowed_actions(self.ctx, principal, name)
                 access.append({"type": "repository", "name": name, "actions": sorted(granted)})
         token, claims = self.ctx.signer.issue(

@@ -269,6 +269,8 @@ def test_token_flow_grants_only_what_rbac_allows(registry):
     assert anonymous.status_code == 401
     challenge = anonymous.headers["WWW-Authenticate"]
     assert 'service="condastore"' in challenge and 'scope="repository:team/app:pull"' in challenge
+    r = requests.post(f"{registry}/v2/team/app/blobs/uploads/")
+    assert 'scope="repository:team/app:push"' in r.headers["WWW-Authenticate"]
     token = requests.get(
         f"{registry}/auth/token",
         auth=("vera", "a long password"),
