@@ -22,7 +22,9 @@ Data directory (embedded defaults; every part can be moved by settings)::
 Object store (S3) keys under the configured prefix::
 
     <prefix>/blobs/<algorithm>/<hex>     a blob
-    <prefix>/_staging/<uuid>             an upload before it is verified
+    <prefix>/_staging/<uuid>/started     an upload exists (it may hold no bytes yet)
+    <prefix>/_staging/<uuid>/<n>         its n-th piece (one per writing session)
+    <prefix>/_staging/<uuid>/whole       the pieces joined, while the digest is checked
 """
 
 from __future__ import annotations

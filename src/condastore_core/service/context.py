@@ -39,7 +39,13 @@ class Context:
         return cls(
             settings,
             make_sessionmaker(engine),
-            open_store(settings.resolved_store_url),
+            open_store(
+                settings.resolved_store_url,
+                endpoint_url=settings.s3_endpoint_url,
+                region_name=settings.s3_region,
+                aws_access_key_id=settings.s3_access_key,
+                aws_secret_access_key=settings.s3_secret_key,
+            ),
             solver_for(settings),
             TokenSigner(load_or_create_key(settings.resolved_signing_key_path)),
         )

@@ -15,7 +15,7 @@ __all__ = ["BlobInfo", "BlobStore", "BlobWriter", "LocalBlobStore", "open_store"
 def open_store(url: str, **options: object) -> BlobStore:
     """Build the store a URL names: a path or ``file://`` URL, or ``s3://bucket/prefix``."""
     parsed = urlparse(url)
-    if parsed.scheme in ("", "file"):
+    if parsed.scheme in ("", "file"):  # S3 options do not apply to a directory
         return LocalBlobStore(Path(parsed.path if parsed.scheme else url))
     if parsed.scheme == "s3":
         from condastore_core.store.s3 import S3BlobStore  # boto3 is only loaded when used
