@@ -41,8 +41,8 @@ def get_blob(
         resp.status = falcon.HTTP_206
         resp.set_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
     resp.content_length = end - start
-    if req.method == "GET":
-        resp.stream = ctx.store.open(parsed, start, end)
+    if req.method == "GET":  # a whole local file goes out by sendfile / wsgi.file_wrapper
+        resp.stream = ctx.store.open(parsed, start, None if end == size else end)
 
 
 def delete_blob(

@@ -21,8 +21,11 @@ from condastore_core.store.base import CHUNK_SIZE, BlobInfo
 _UPLOAD_ID_CHARS = set("0123456789abcdef-")
 
 
-class _RangeReader(BinaryIO):
-    """A file limited to ``[start, end)``; keeps Range reads from streaming past the end."""
+class _RangeReader:
+    """A file limited to ``[start, end)``; keeps Range reads from streaming past the end.
+
+    It has no ``fileno``: servers must not sendfile() past the range from it.
+    """
 
     def __init__(self, f: BinaryIO, remaining: int) -> None:
         self._f = f
@@ -145,7 +148,8 @@ class LocalBlobStore:
             return f
         f.seek(start)
         size = os.fstat(f.fileno()).st_size
-        return _RangeReader(f, (size if end is None else min(end, size)) - start)
+        remaining = (size if end is None else min(end, size)) - start
+        return _RangeReader(f, remaining)  # type: ignore[return-value]
 
     def writer(
         self, algorithm: str = DEFAULT_ALGORITHM, upload_id: str | None = None

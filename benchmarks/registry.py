@@ -1,0 +1,292 @@
+"""condastore's registry against the CNCF distribution registry, side by side on loopback.
+
+Both run as they would in production: condastore under gunicorn (SQLite, local
+blob store, anonymous rights granted for the benchmark repository so neither
+side authenticates), Debian's ``docker-registry`` with its filesystem driver.
+Rounds alternate between the two so machine noise hits both alike. Figures:
+blob GET throughput for a 256 MiB blob at 1 and 8 concurrent clients (and
+``cat`` of the same file as the ceiling), manifest HEAD and GET requests per
+second at 16 clients, and the time to push 100 small blobs.
+
+    python -m benchmarks.registry [--rounds 3] [--blob-mib 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks.common import median, print_json_line, print_table
+
+REPO = "bench/app"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(port: int, proc: subprocess.Popen, name: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v2/")
+            conn.getresponse().read()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not start") from None
+            time.sleep(0.2)
+
+
+def start_condastore(workdir: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CONDASTORE_DATA_DIR": str(workdir / "condastore"),
+        "CONDASTORE_ANONYMOUS_BINDINGS": "bench/*=admin",
+        "CONDASTORE_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "4",
+            "-k",
+            "gthread",
+            "--threads",
+            "8",
+            "--log-level",
+            "warning",
+            "condastore_web.app:create_app()",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_up(port, proc, "condastore")
+    return proc, port
+
+
+def start_distribution(workdir: Path) -> tuple[subprocess.Popen, int]:
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise SystemExit("docker-registry is not installed (Debian package docker-registry)")
+    port = free_port()
+    config = workdir / "distribution.yml"
+    config.write_text(
+        json.dumps(
+            {
+                "version": 0.1,
+                "log": {"level": "error", "accesslog": {"disabled": True}},
+                "storage": {
+                    "filesystem": {"rootdirectory": str(workdir / "distribution")},
+                    "delete": {"enabled": True},
+                },
+                "http": {"addr": f"127.0.0.1:{port}"},
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_up(port, proc, "docker-registry")
+    return proc, port
+
+
+def request(port, method, path, body=None, headers=None):  # type: ignore[no-untyped-def]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp, data
+
+
+def push_blob(port: int, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    resp, _ = request(port, "POST", f"/v2/{REPO}/blobs/uploads/")
+    location = resp.getheader("Location")
+    path = location.split("://", 1)[-1]
+    path = path[path.index("/") :] if not location.startswith("/") else location
+    sep = "&" if "?" in path else "?"
+    resp, body = request(
+        port,
+        "PUT",
+        f"{path}{sep}digest={digest}",
+        body=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    if resp.status != 201:
+        raise SystemExit(f"push failed on port {port}: {resp.status} {body[:200]!r}")
+    return digest
+
+
+def push_manifest(port: int, layer: str, size: int) -> None:
+    config = b'{"architecture":"amd64","os":"linux"}'
+    config_digest = push_blob(port, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer,
+                    "size": size,
+                }
+            ],
+        }
+    ).encode()
+    resp, body = request(
+        port, "PUT", f"/v2/{REPO}/manifests/v1", body=manifest, headers={"Content-Type": MANIFEST}
+    )
+    if resp.status != 201:
+        raise SystemExit(f"manifest push failed on port {port}: {resp.status} {body[:200]!r}")
+
+
+def get_blob(port: int, digest: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    conn.request("GET", f"/v2/{REPO}/blobs/{digest}")
+    resp = conn.getresponse()
+    total = 0
+    while chunk := resp.read(1 << 20):
+        total += len(chunk)
+    conn.close()
+    return total
+
+
+def blob_throughput(port: int, digest: str, clients: int) -> float:
+    """MiB/s summed over ``clients`` concurrent downloads of the whole blob."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        total = sum(pool.map(lambda _: get_blob(port, digest), range(clients)))
+    return total / (1 << 20) / (time.perf_counter() - start)
+
+
+def manifest_rps(port: int, method: str, clients: int = 16, per_client: int = 100) -> float:
+    def work(_: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for _ in range(per_client):
+            conn.request(method, f"/v2/{REPO}/manifests/v1", headers={"Accept": MANIFEST})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise SystemExit(f"manifest {method} failed: {resp.status}")
+        conn.close()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(work, range(clients)))
+    return clients * per_client / (time.perf_counter() - start)
+
+
+def push_small(port: int, count: int = 100) -> float:
+    start = time.perf_counter()
+    for i in range(count):
+        push_blob(port, f"small blob {i} {time.time_ns()}".encode())
+    return time.perf_counter() - start
+
+
+def cat_throughput(path: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)
+    return path.stat().st_size / (1 << 20) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--blob-mib", type=int, default=256)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="condastore-registry-bench-"))
+    blob_file = workdir / "blob"
+    with open(blob_file, "wb") as f:
+        for _ in range(args.blob_mib):
+            f.write(os.urandom(1 << 20))
+    data = blob_file.read_bytes()
+    servers = {}
+    try:
+        servers["condastore"] = start_condastore(workdir)
+        servers["distribution"] = start_distribution(workdir)
+        digests = {}
+        for name, (_, port) in servers.items():
+            digests[name] = push_blob(port, data)
+            push_manifest(port, digests[name], len(data))
+        del data
+        results: dict[str, dict[str, list[float]]] = {n: {} for n in servers}
+        for _ in range(args.rounds):
+            for name, (_, port) in servers.items():
+                r = results[name]
+                r.setdefault("blob_1_mibps", []).append(blob_throughput(port, digests[name], 1))
+                r.setdefault("blob_8_mibps", []).append(blob_throughput(port, digests[name], 8))
+                r.setdefault("manifest_head_rps", []).append(manifest_rps(port, "HEAD"))
+                r.setdefault("manifest_get_rps", []).append(manifest_rps(port, "GET"))
+                r.setdefault("push_100_s", []).append(push_small(port))
+        cat = median([cat_throughput(blob_file) for _ in range(args.rounds)])
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    figures: dict[str, float] = {"cat_mibps": round(cat, 1)}
+    rows = []
+    for key in (
+        "blob_1_mibps",
+        "blob_8_mibps",
+        "manifest_head_rps",
+        "manifest_get_rps",
+        "push_100_s",
+    ):
+        ours = median(results["condastore"][key])
+        peer = median(results["distribution"][key])
+        # For times, lower is better: the ratio is peer/ours so that > 1 always means faster.
+        ratio = peer / ours if key.endswith("_s") else ours / peer
+        figures[f"condastore_{key}"] = round(ours, 2)
+        figures[f"distribution_{key}"] = round(peer, 2)
+        figures[f"{key.rsplit('_', 1)[0]}_ratio"] = round(ratio, 3)
+        rows.append([key, f"{ours:.1f}", f"{peer:.1f}", f"{ratio:.2f}x"])
+    blob_vs_cat = median(results["condastore"]["blob_1_mibps"]) / cat
+    figures["blob_vs_cat_ratio"] = round(blob_vs_cat, 3)
+    rows.append(
+        [
+            "blob_1 vs cat",
+            f"{median(results['condastore']['blob_1_mibps']):.1f}",
+            f"{cat:.1f} (cat)",
+            f"{blob_vs_cat:.2f}x",
+        ]
+    )
+    print_table(
+        f"registry, {args.blob_mib} MiB blob, {args.rounds} rounds (median)",
+        ["figure", "condastore", "distribution", "ratio (>1: condastore ahead)"],
+        rows,
+    )
+    print_json_line(figures)
+
+
+if __name__ == "__main__":
+    main()
