@@ -24,3 +24,22 @@ def test_upgrade_to_head_and_back(database_url):
     upgrade(engine)  # and up again: downgrade left nothing behind
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
     engine.dispose()
+
+
+def test_processes_starting_together_migrate_one_at_a_time(database_url):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from condastore_core.db.base import make_engine; "
+        "from condastore_core.db.migrate import upgrade; upgrade(make_engine(sys.argv[1]))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, database_url], stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    failures = [p.stderr.read().decode() for p in procs if p.wait() != 0]
+    assert failures == []
+    engine = make_engine(database_url)
+    assert TABLES <= set(sa.inspect(engine).get_table_names())
+    engine.dispose()

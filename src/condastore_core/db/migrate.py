@@ -7,10 +7,14 @@ migration in ``migrations/versions``; nothing calls ``create_all``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -23,9 +27,37 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+#: Key of the PostgreSQL advisory lock that serialises migrations.
+_ADVISORY_LOCK = 0x636F6E6461  # "conda"
+
+
+@contextlib.contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Let one process migrate at a time (several gunicorn workers start together)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_LOCK})
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate ``engine``'s database up to ``revision``."""
-    with engine.begin() as conn:
+    with migration_lock(engine), engine.begin() as conn:
         config = alembic_config(engine.url.render_as_string(hide_password=False))
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
