@@ -45,8 +45,7 @@ def start_upload(ctx: Context, req: falcon.Request, resp: falcon.Response, name:
     digest = req.get_param("digest")
     if digest is not None:  # the whole blob in this one POST
         parsed = reg.parse_digest(digest)
-        reg.append_upload(ctx, name, upload_id, body_chunks(req), None)
-        reg.finish_upload(ctx, name, upload_id, parsed)
+        reg.finish_upload(ctx, name, upload_id, parsed, body_chunks(req))
         _created(resp, name, str(parsed))
         return
     resp.status = falcon.HTTP_202
@@ -85,8 +84,7 @@ def finish_upload(
     if digest is None:
         raise RegistryError("DIGEST_INVALID", "a digest query parameter is required")
     parsed = reg.parse_digest(digest)
-    reg.append_upload(ctx, name, upload_id, body_chunks(req), None)  # an optional last chunk
-    reg.finish_upload(ctx, name, upload_id, parsed)
+    reg.finish_upload(ctx, name, upload_id, parsed, body_chunks(req))  # with a last chunk, if any
     _created(resp, name, str(parsed))
 
 

@@ -178,11 +178,19 @@ def append_upload(
     return writer.size
 
 
-def finish_upload(ctx: Context, repository: str, upload_id: str, digest: Digest) -> int:
-    """Verify and commit an upload under ``digest``, link it; the upload ends either way."""
+def finish_upload(
+    ctx: Context,
+    repository: str,
+    upload_id: str,
+    digest: Digest,
+    last_chunk=(),  # type: ignore[no-untyped-def]
+) -> int:
+    """Append ``last_chunk``, verify, commit under ``digest`` and link; the upload ends."""
     upload_size(ctx, repository, upload_id)
     writer = ctx.store.writer(digest.algorithm, upload_id=upload_id)
     try:
+        for chunk in last_chunk:
+            writer.write(chunk)
         info = writer.commit(digest)  # a mismatch discards the staged bytes
     except CondastoreError as exc:
         raise RegistryError("DIGEST_INVALID", exc.message) from None
