@@ -295,3 +295,21 @@ def test_token_flow_grants_only_what_rbac_allows(registry):
     assert r.status_code == 401
     bad = requests.get(f"{registry}/auth/token", auth=("vera", "wrong password"))
     assert bad.status_code == 401
+
+
+def test_an_upload_resumes_after_a_server_restart(ctx, registry, admin):
+    from condastore_core.service.context import Context
+    from condastore_web.app import create_app
+    from tests.support.live_server import live_server
+
+    data = b"survives a restart " * 500
+    r = admin.post(f"{registry}/v2/team/app/blobs/uploads/")
+    location = r.headers["Location"]
+    admin.patch(f"{registry}{location}", data=data[:3000], headers={"Content-Range": "0-2999"})
+    restarted = Context.from_settings(ctx.settings)  # a new process: nothing kept in memory
+    with live_server(create_app(restarted)) as again:
+        status = admin.get(f"{again}{location}")
+        assert status.status_code == 204 and status.headers["Range"] == "0-2999"
+        r = admin.put(f"{again}{location}", params={"digest": digest(data)}, data=data[3000:])
+        assert r.status_code == 201
+        assert admin.get(f"{again}/v2/team/app/blobs/{digest(data)}").content == data

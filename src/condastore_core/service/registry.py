@@ -327,23 +327,19 @@ def _check_references(ctx: Context, repository: str, doc: dict[str, Any], media_
 
 
 def find_manifest(ctx: Context, repository: str, reference: str) -> StoredManifest:
+    """One query, by tag or by digest (this is the registry's hottest path)."""
     tag, digest = parse_reference(reference)
+    stmt = select(RegistryManifest.digest, RegistryManifest.media_type, RegistryManifest.size)
+    if tag is not None:
+        stmt = stmt.join(
+            RegistryTag,
+            (RegistryTag.repository == RegistryManifest.repository)
+            & (RegistryTag.digest == RegistryManifest.digest),
+        ).where(RegistryTag.name == tag)
+    else:
+        stmt = stmt.where(RegistryManifest.digest == str(digest))
     with ctx.sessions() as session:
-        if tag is not None:
-            target = session.scalar(
-                select(RegistryTag.digest).where(
-                    RegistryTag.repository == repository, RegistryTag.name == tag
-                )
-            )
-            if target is None:
-                raise RegistryError("MANIFEST_UNKNOWN", f"no tag {tag!r} in {repository}")
-        else:
-            target = str(digest)
-        row = session.scalar(
-            select(RegistryManifest).where(
-                RegistryManifest.repository == repository, RegistryManifest.digest == target
-            )
-        )
+        row = session.execute(stmt.where(RegistryManifest.repository == repository)).first()
     if row is None:
         raise RegistryError("MANIFEST_UNKNOWN", f"no manifest {reference} in {repository}")
     return StoredManifest(row.digest, row.media_type, row.size)
