@@ -296,6 +296,11 @@ def main() -> None:
                 r.setdefault("manifest_get_rps", []).append(manifest_rps(port, "GET"))
                 r.setdefault("push_100_s", []).append(push_small(port))
         cat = median([cat_throughput(blob_file) for _ in range(args.rounds)])
+    except BaseException:
+        log = workdir / "condastore.log"
+        if log.exists():
+            print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
+        raise
     finally:
         for proc, _ in servers.values():
             proc.terminate()
