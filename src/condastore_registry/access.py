@@ -7,8 +7,6 @@ namespace and environment). Pull needs viewer, push editor, delete admin.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 
 import falcon
@@ -51,25 +49,8 @@ def identify(ctx: Context, req: falcon.Request, authenticator: users.Authenticat
             return Caller(Principal(name=claims.user), granted)
         return Caller(users.principal_for_token(ctx, value)[0])
     if scheme.lower() == "basic":
-        return Caller(basic_principal(ctx, value, authenticator))
+        return Caller(users.principal_for_basic(ctx, value, authenticator)[0])
     raise Unauthenticated(f"unsupported authorization scheme {scheme!r}")
-
-
-def basic_principal(ctx: Context, value: str, authenticator: users.Authenticator) -> Principal:
-    """HTTP Basic: a user name with a password or an API token."""
-    try:
-        name, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise Unauthenticated("malformed Basic credentials") from None
-    if secret.count(".") == 2:
-        principal, _ = users.principal_for_token(ctx, secret)
-        if principal.name != name:
-            raise Unauthenticated("the token belongs to another user")
-        return principal
-    if authenticator.authenticate(ctx, name, secret) is None:
-        raise Unauthenticated("wrong user name or password")
-    user = users.get_user(ctx, name)
-    return Principal(name=user.name, is_admin=user.is_admin, groups=frozenset(user.groups))
 
 
 def allowed_actions(ctx: Context, principal: Principal, repository: str) -> set[str]:

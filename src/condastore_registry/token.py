@@ -15,7 +15,7 @@ from condastore_core.auth.rbac import ANONYMOUS_PRINCIPAL
 from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.service.registry import RegistryError, check_name
-from condastore_registry.access import allowed_actions, basic_principal
+from condastore_registry.access import allowed_actions
 
 TOKEN_LIFETIME = dt.timedelta(minutes=5)
 
@@ -40,7 +40,7 @@ class TokenResource:
         header = req.get_header("Authorization") or ""
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "basic":
-            principal = basic_principal(self.ctx, value.strip(), self.authenticator)
+            principal = users.principal_for_basic(self.ctx, value.strip(), self.authenticator)[0]
         elif scheme.lower() == "bearer":
             principal = users.principal_for_token(self.ctx, value.strip())[0]
         access = []

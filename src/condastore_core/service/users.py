@@ -7,6 +7,8 @@ name; everything after that (tokens, RBAC) is the same.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
@@ -202,6 +204,28 @@ def principal_for_token(ctx: Context, token: str) -> tuple[Principal, dt.datetim
         token_id=claims.token_id,
     )
     return principal, claims.expires_at
+
+
+def principal_for_basic(
+    ctx: Context, value: str, authenticator: Authenticator
+) -> tuple[Principal, dt.datetime | None]:
+    """HTTP Basic credentials (base64 ``name:secret``): a password, or an API token.
+
+    Returns the principal and, for a token, when it expires.
+    """
+    try:
+        name, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("malformed Basic credentials") from None
+    if secret.count(".") == 2:  # a JWT given as the password (registry clients)
+        principal, expiry = principal_for_token(ctx, secret)
+        if principal.name != name:
+            raise Unauthenticated("the token belongs to another user")
+        return principal, expiry
+    if authenticator.authenticate(ctx, name, secret) is None:
+        raise Unauthenticated("wrong user name or password")
+    user = get_user(ctx, name)
+    return Principal(name=user.name, is_admin=user.is_admin, groups=frozenset(user.groups)), None
 
 
 def _subjects(user: User) -> set[str]:

@@ -10,8 +10,6 @@ may read but not change answers 403.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hmac
 
@@ -73,21 +71,9 @@ class Authenticate:
         req.context.token_expiry = expiry
 
     def _basic(self, req: falcon.Request, value: str) -> None:
-        try:
-            name, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthenticated("malformed Basic credentials") from None
-        if secret.count(".") == 2:  # a JWT given as the password (registry clients)
-            self._token(req, secret)
-            if req.context.principal.name != name:
-                raise Unauthenticated("the token belongs to another user")
-            return
-        if self.authenticator.authenticate(self.ctx, name, secret) is None:
-            raise Unauthenticated("wrong user name or password")
-        user = users.get_user(self.ctx, name)
-        req.context.principal = Principal(
-            name=user.name, is_admin=user.is_admin, groups=frozenset(user.groups)
-        )
+        principal, expiry = users.principal_for_basic(self.ctx, value, self.authenticator)
+        req.context.principal = principal
+        req.context.token_expiry = expiry
 
 
 def principal(req: falcon.Request) -> Principal:
