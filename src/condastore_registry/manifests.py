@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from condastore_core.digests import Digest
+from condastore_core.service import images
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.registry import MAX_MANIFEST_BYTES, RegistryError
@@ -14,6 +15,7 @@ from condastore_core.store import read_all
 def get_manifest(
     ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, reference: str
 ) -> None:
+    images.prepare(ctx, name, reference)  # environment images are made on first request
     found = reg.find_manifest(ctx, name, reference)
     resp.content_type = found.media_type
     resp.set_header("Docker-Content-Digest", found.digest)

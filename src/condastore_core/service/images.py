@@ -1,0 +1,245 @@
+"""Environments as OCI images and artifacts, made when a registry client asks for them.
+
+Two kinds of repository resolve on demand:
+
+* ``<namespace>/<environment>``: ``:<build key>`` is that completed build's
+  image and ``:latest`` the current build's; ``:<build key>.lock`` (``.yaml``,
+  ``.explicit``, ``.tarball``) are the build's artifacts, attached to the image
+  as referrers (``subject``), so ``oras pull`` fetches them.
+* ``conda/<package>/<package>...`` (nixery-style): the packages, sorted, with
+  constraints spelled ``numpy.ge.1.26``, are solved against the configured
+  channels; ``:latest`` solves now, a build key tag pins that lock.
+
+Layers come from :class:`~condastore_core.image.builder.ImageBuilder`, one per
+package and shared between images. Requests for the same image wait on one
+lock and the second finds the first one's result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import re
+from collections.abc import Iterator
+
+from sqlalchemy import select
+
+from condastore_core import layout
+from condastore_core.artifacts import FILE_NAMES, ArtifactKind
+from condastore_core.db.models import Build, BuildStatus
+from condastore_core.digests import Digest
+from condastore_core.errors import NotFound, SolveError, SpecError
+from condastore_core.image import manifest as oci
+from condastore_core.image.builder import ImageBuilder
+from condastore_core.image.cache import FileLayerCache
+from condastore_core.lock import Lock, parse_conda_lock_yaml
+from condastore_core.service import registry as reg
+from condastore_core.service.context import Context
+from condastore_core.service.environments import find_environment
+from condastore_core.solve import native_platform
+from condastore_core.spec import EnvironmentSpec
+from condastore_core.store import put, read_all
+
+DYNAMIC_PREFIX = "conda"
+EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
+TITLE = "org.opencontainers.image.title"
+ARTIFACT_TYPES = {
+    ArtifactKind.LOCKFILE: ("lock", "application/vnd.condastore.lockfile.v1+yaml"),
+    ArtifactKind.YAML: ("yaml", "application/vnd.condastore.environment.v1+yaml"),
+    ArtifactKind.EXPLICIT: ("explicit", "application/vnd.condastore.explicit.v1+text"),
+    ArtifactKind.TARBALL: ("tarball", "application/vnd.condastore.tarball.v1.tar+gzip"),
+}
+_OPERATORS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "eq": "=="}
+_CONSTRAINT = re.compile(r"^(?P<name>[a-z0-9_-][a-z0-9_.-]*?)\.(?P<op>ge|gt|le|lt|eq)\.(?P<v>.+)$")
+
+
+def prepare(ctx: Context, repository: str, reference: str) -> None:
+    """Make ``repository:reference`` exist if it names an environment image; else do nothing."""
+    if repository.startswith(f"{DYNAMIC_PREFIX}/"):
+        _prepare_dynamic(ctx, repository, reference)
+    elif "/" in repository:
+        _prepare_managed(ctx, repository, reference)
+
+
+# -- managed environments -------------------------------------------------------------
+
+
+def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
+    namespace, name = repository.split("/", 1)
+    key = reference.split(".", 1)[0]
+    with ctx.sessions() as session:
+        try:
+            env = find_environment(session, namespace, name)
+        except NotFound:
+            return
+        if reference == "latest":
+            build = env.current_build
+        else:
+            build = session.scalar(
+                select(Build).where(
+                    Build.environment_id == env.id,
+                    Build.build_key == key,
+                    Build.status == BuildStatus.COMPLETED,
+                    Build.deleted_at.is_(None),
+                )
+            )
+        if build is None or build.build_key is None:
+            return
+        key = build.build_key
+        artifacts = {a.kind: (a.digest, a.size) for a in build.artifacts}
+        labels = {
+            "org.condastore.spec-hash": build.specification.spec_hash,
+            "org.condastore.lock-hash": build.lock_hash or "",
+            "org.condastore.build-key": key,
+        }
+    with _image_lock(ctx, repository, key):
+        try:
+            image = reg.find_manifest(ctx, repository, key)
+        except reg.RegistryError:
+            digest, _ = artifacts[ArtifactKind.LOCKFILE.value]
+            lock = parse_conda_lock_yaml(read_all(ctx.store, Digest.parse(digest)))
+            image = publish_image(ctx, repository, lock, [key], labels)
+            publish_artifacts(ctx, repository, key, artifacts, image)
+        if reference == "latest":
+            _retag(ctx, repository, "latest", image)
+
+
+# -- dynamic images -----------------------------------------------------------------
+
+
+def spec_from_name(repository: str, channels: tuple[str, ...]) -> EnvironmentSpec:
+    """``conda/zstd/numpy.ge.1.26`` -> a spec of those packages (order does not matter)."""
+    deps = []
+    for part in sorted(repository.split("/")[1:]):
+        match = _CONSTRAINT.match(part)
+        if match:
+            deps.append(f"{match['name']} {_OPERATORS[match['op']]}{match['v']}")
+        else:
+            deps.append(part)
+    if not deps:
+        raise reg.RegistryError("NAME_INVALID", "name at least one package after conda/")
+    try:
+        return EnvironmentSpec.from_dict(
+            {"name": "image", "channels": list(channels), "dependencies": deps}
+        )
+    except SpecError as exc:
+        raise reg.RegistryError("NAME_INVALID", exc.message) from None
+
+
+def _prepare_dynamic(ctx: Context, repository: str, reference: str) -> None:
+    if reference != "latest":
+        return  # a build key tag exists once its image was made, or is unknown
+    spec = spec_from_name(repository, tuple(ctx.settings.channels))
+    platform = native_platform() if native_platform() in oci.OCI_PLATFORMS else "linux-64"
+    try:
+        lock = ctx.solver.solve(spec, [platform])
+    except SolveError as exc:
+        raise reg.RegistryError(
+            "MANIFEST_UNKNOWN", exc.message.splitlines()[0], detail=exc.detail
+        ) from None
+    key = lock.build_key
+    with _image_lock(ctx, repository, key):
+        try:
+            image = reg.find_manifest(ctx, repository, key)
+        except reg.RegistryError:
+            labels = {"org.condastore.lock-hash": lock.lock_hash, "org.condastore.build-key": key}
+            image = publish_image(ctx, repository, lock, [key], labels)
+        _retag(ctx, repository, "latest", image)
+
+
+# -- publishing ---------------------------------------------------------------------
+
+
+def image_builder(ctx: Context) -> ImageBuilder:
+    data_dir = ctx.settings.data_dir
+    return ImageBuilder(
+        ctx.store,
+        FileLayerCache(data_dir, ctx.store),
+        layout.package_cache_dir(data_dir),
+        layout.scratch_dir(data_dir),
+    )
+
+
+def publish_image(
+    ctx: Context, repository: str, lock: Lock, tags: list[str], labels: dict[str, str]
+) -> reg.StoredManifest:
+    platforms = [p for p in lock.platforms if p in oci.OCI_PLATFORMS]
+    if not platforms:
+        raise reg.RegistryError(
+            "MANIFEST_UNKNOWN", f"the lock has no linux platform to make an image of ({repository})"
+        )
+    platform = native_platform() if native_platform() in platforms else platforms[0]
+    image = image_builder(ctx).build(lock, platform, labels=labels)
+    config = ctx.store.stat(image.config_digest)
+    reg.link_blob(ctx, repository, config.digest, config.size)
+    for layer in image.layers:
+        reg.link_blob(ctx, repository, Digest.parse(layer.digest), layer.size)
+    stored = None
+    for tag in tags:
+        stored = reg.put_manifest(ctx, repository, tag, image.manifest, oci.MANIFEST)
+    assert stored is not None
+    return stored
+
+
+def publish_artifacts(
+    ctx: Context,
+    repository: str,
+    key: str,
+    artifacts: dict[str, tuple[str, int]],
+    subject: reg.StoredManifest,
+) -> None:
+    """Each artifact of a build as an OCI artifact referring to the build's image."""
+    empty = put(ctx.store, b"{}")
+    reg.link_blob(ctx, repository, empty.digest, empty.size)
+    for kind, (suffix, artifact_type) in ARTIFACT_TYPES.items():
+        if kind.value not in artifacts:
+            continue
+        digest, size = artifacts[kind.value]
+        reg.link_blob(ctx, repository, Digest.parse(digest), size)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": oci.MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": EMPTY_CONFIG, "digest": str(empty.digest), "size": 2},
+            "layers": [
+                {
+                    "mediaType": artifact_type,
+                    "digest": digest,
+                    "size": size,
+                    "annotations": {TITLE: FILE_NAMES[kind]},
+                }
+            ],
+            "subject": {
+                "mediaType": subject.media_type,
+                "digest": subject.digest,
+                "size": subject.size,
+            },
+            "annotations": {"org.condastore.build-key": key},
+        }
+        body = json.dumps(manifest, sort_keys=True).encode()
+        reg.put_manifest(ctx, repository, f"{key}.{suffix}", body, oci.MANIFEST)
+
+
+def _retag(ctx: Context, repository: str, tag: str, image: reg.StoredManifest) -> None:
+    try:
+        if reg.find_manifest(ctx, repository, tag).digest == image.digest:
+            return
+    except reg.RegistryError:
+        pass
+    body = read_all(ctx.store, Digest.parse(image.digest))
+    reg.put_manifest(ctx, repository, tag, body, image.media_type)
+
+
+@contextlib.contextmanager
+def _image_lock(ctx: Context, repository: str, key: str) -> Iterator[None]:
+    """One maker per image on this machine; the others wait and then find it made."""
+    name = "image-" + re.sub(r"[^a-z0-9._-]", "_", f"{repository}-{key}")
+    path = layout.lock_file_path(ctx.settings.data_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
