@@ -21,6 +21,8 @@ import contextlib
 import fcntl
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
 
 from sqlalchemy import select
@@ -127,9 +129,19 @@ def spec_from_name(repository: str, channels: tuple[str, ...]) -> EnvironmentSpe
         raise reg.RegistryError("NAME_INVALID", exc.message) from None
 
 
-def _prepare_dynamic(ctx: Context, repository: str, reference: str) -> None:
-    if reference != "latest":
-        return  # a build key tag exists once its image was made, or is unknown
+#: ``latest`` of a dynamic name is solved at most this often per process (seconds).
+SOLVE_TTL_SECONDS = 300.0
+_solved: dict[tuple[str, str], tuple[float, Lock]] = {}
+_solved_lock = threading.Lock()
+
+
+def _solve_latest(ctx: Context, repository: str) -> Lock:
+    """The lock ``latest`` means now: solved, or remembered from a solve less than a TTL ago."""
+    cache_key = (str(ctx.settings.data_dir), repository)
+    with _solved_lock:
+        hit = _solved.get(cache_key)
+    if hit is not None and time.monotonic() - hit[0] < SOLVE_TTL_SECONDS:
+        return hit[1]
     spec = spec_from_name(repository, tuple(ctx.settings.channels))
     platform = native_platform() if native_platform() in oci.OCI_PLATFORMS else "linux-64"
     try:
@@ -138,7 +150,22 @@ def _prepare_dynamic(ctx: Context, repository: str, reference: str) -> None:
         raise reg.RegistryError(
             "MANIFEST_UNKNOWN", exc.message.splitlines()[0], detail=exc.detail
         ) from None
+    with _solved_lock:
+        _solved[cache_key] = (time.monotonic(), lock)
+    return lock
+
+
+def _prepare_dynamic(ctx: Context, repository: str, reference: str) -> None:
+    if reference != "latest":
+        return  # a build key tag exists once its image was made, or is unknown
+    lock = _solve_latest(ctx, repository)
     key = lock.build_key
+    with contextlib.suppress(reg.RegistryError):  # the fast path: already made and tagged
+        if (
+            reg.find_manifest(ctx, repository, "latest").digest
+            == reg.find_manifest(ctx, repository, key).digest
+        ):
+            return
     with _image_lock(ctx, repository, key):
         try:
             image = reg.find_manifest(ctx, repository, key)
