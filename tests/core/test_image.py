@@ -142,3 +142,25 @@ def test_link_order_puts_dependencies_first():
         )
     )
     assert [p.name for p in ordered] == ["liba", "zzz", "libb", "app"]
+
+
+def test_past_the_layer_budget_the_smallest_layers_merge(make_test_channel, tmp_path):
+    url = make_test_channel(
+        [
+            PackageDef("big", "1.0", files={"bin/big": "#!/bin/sh\n" + "echo big\n" * 2000}),
+            PackageDef("s1", "1.0"),
+            PackageDef("s2", "1.0"),
+            PackageDef("s3", "1.0"),
+        ]
+    )
+    lock = lock_of(url, "big", "s1", "s2", "s3")
+    b = make_builder(tmp_path, max_layers=3)
+    image = b.build(lock, "linux-64")
+    assert len(image.layers) == 3  # budget: two package layers and the final one
+    assert image.layers[0].packages == ("big",)
+    merged = image.layers[1]
+    assert sorted(merged.packages) == ["s1", "s2", "s3"]
+    members = layer_members(b, merged)
+    assert {"opt/conda/bin/s1", "opt/conda/bin/s2", "opt/conda/bin/s3"} <= set(members)
+    again = make_builder(tmp_path / "fresh", max_layers=3).build(lock, "linux-64")
+    assert [r.digest for r in again.layers] == [r.digest for r in image.layers]

@@ -13,11 +13,17 @@ Nothing runs a container, so images for other platforms are built the same way.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import zstandard
 
 from condastore_core.digests import Digest
 from condastore_core.image import manifest as oci
@@ -32,7 +38,7 @@ from condastore_core.image.tarball import GZIP, Entry, write_layer
 from condastore_core.install import install_lock
 from condastore_core.lock import Lock, LockedPackage
 from condastore_core.progress import NullReporter, Reporter
-from condastore_core.store import BlobStore, put
+from condastore_core.store import BlobStore, put, read_all
 
 DEFAULT_PREFIX = "/opt/conda"
 MAX_LAYERS = 100
@@ -226,12 +232,48 @@ class ImageBuilder:
         return self._write(entries, ())
 
     def _within_budget(self, layers: list[LayerRecord]) -> list[LayerRecord]:
-        """Keep at most ``max_layers`` (final layer included)."""
-        if len(layers) + 1 <= self.max_layers:
+        """Keep at most ``max_layers`` (final layer included): merge the smallest past it.
+
+        The smallest layers are the cheapest to pull twice when another image
+        shares only some of them; the merged layer is cached by its parts.
+        """
+        budget = self.max_layers - 1  # the final layer takes one
+        if len(layers) <= budget:
             return layers
-        raise NotImplementedError(
-            f"{len(layers)} package layers exceed the budget of {self.max_layers}"
+        count = len(layers) - budget + 1
+        chosen = set(sorted(range(len(layers)), key=lambda i: (layers[i].size, i))[:count])
+        merged = self._merge([layers[i] for i in sorted(chosen)])
+        return [layer for i, layer in enumerate(layers) if i not in chosen] + [merged]
+
+    def _merge(self, parts: list[LayerRecord]) -> LayerRecord:
+        key = (
+            "merged-"
+            + hashlib.sha256(
+                "\n".join([self.compression, *(p.digest for p in parts)]).encode()
+            ).hexdigest()
         )
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.scratch_dir, prefix="merge-") as tmp:
+            root = Path(tmp)
+            for part in parts:  # in dependency order: a later package's file wins
+                data = read_all(self.store, Digest.parse(part.digest))
+                if part.media_type.endswith("zstd"):
+                    data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+                else:
+                    data = gzip.decompress(data)
+                with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                    tar.extractall(root, filter="tar")
+            entries = [
+                Entry(str(path.relative_to(root)), source=path)
+                for path in sorted(root.rglob("*"))
+                if path.is_symlink() or path.is_file()
+            ]
+            record = self._write(entries, tuple(n for p in parts for n in p.packages))
+        self.cache.put(key, record)
+        return record
 
 
 def link_order(packages: tuple[LockedPackage, ...]) -> list[LockedPackage]:
