@@ -163,3 +163,46 @@ def test_skopeo_copies_a_dynamic_image(image_registry, tmp_path):
     assert result.returncode == 0, result.stderr
     index = json.loads((tmp_path / "image" / "index.json").read_text())
     assert len(index["manifests"]) == 1
+
+
+def test_a_spec_for_two_platforms_is_an_image_index(tmp_path, make_test_channel):
+    channel = make_test_channel(
+        [
+            PackageDef("tool", "1.0", subdir="linux-64"),
+            PackageDef("tool", "1.0", subdir="linux-aarch64"),
+        ]
+    )
+    settings = load_settings({"data_dir": tmp_path / "data", "tarball": False}, environ={})
+    ctx = Context.from_settings(settings)
+    ctx.jobs = InProcessQueue(ctx)
+    namespaces.create_namespace(ctx, "default")
+    users.create_user(ctx, "ada", PASSWORD, admin=True)
+    environments.submit(
+        ctx,
+        "default",
+        EnvironmentSpec.from_dict(
+            {
+                "name": "multi",
+                "channels": [channel],
+                "dependencies": ["tool"],
+                "platforms": ["linux-64", "linux-aarch64"],
+            }
+        ),
+    )
+    ctx.jobs.wait_idle(timeout=120)
+    with live_server(create_app(ctx)) as url:
+        session = requests.Session()
+        session.auth = ("ada", PASSWORD)
+        r = session.get(f"{url}/v2/default/multi/manifests/latest")
+        assert r.status_code == 200, r.text
+        index = r.json()
+        assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+        arches = {}
+        for entry in index["manifests"]:
+            manifest = session.get(f"{url}/v2/default/multi/manifests/{entry['digest']}").json()
+            config = session.get(
+                f"{url}/v2/default/multi/blobs/{manifest['config']['digest']}"
+            ).json()
+            arches[entry["platform"]["architecture"]] = config["architecture"]
+        assert arches == {"amd64": "amd64", "arm64": "arm64"}
+    ctx.jobs.shutdown()

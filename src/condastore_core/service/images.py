@@ -191,21 +191,37 @@ def image_builder(ctx: Context) -> ImageBuilder:
 def publish_image(
     ctx: Context, repository: str, lock: Lock, tags: list[str], labels: dict[str, str]
 ) -> reg.StoredManifest:
+    """Build the lock's image (an index of images when it has several linux platforms)."""
     platforms = [p for p in lock.platforms if p in oci.OCI_PLATFORMS]
     if not platforms:
         raise reg.RegistryError(
             "MANIFEST_UNKNOWN", f"the lock has no linux platform to make an image of ({repository})"
         )
-    platform = native_platform() if native_platform() in platforms else platforms[0]
-    image = image_builder(ctx).build(lock, platform, labels=labels)
-    config = ctx.store.stat(image.config_digest)
-    reg.link_blob(ctx, repository, config.digest, config.size)
-    for layer in image.layers:
-        reg.link_blob(ctx, repository, Digest.parse(layer.digest), layer.size)
-    stored = None
+    builder = image_builder(ctx)
+    descriptors = []
+    for platform in platforms:
+        image = builder.build(lock, platform, labels=labels)
+        config = ctx.store.stat(image.config_digest)
+        reg.link_blob(ctx, repository, config.digest, config.size)
+        for layer in image.layers:
+            reg.link_blob(ctx, repository, Digest.parse(layer.digest), layer.size)
+        if len(platforms) == 1:
+            stored = None
+            for tag in tags:
+                stored = reg.put_manifest(ctx, repository, tag, image.manifest, oci.MANIFEST)
+            assert stored is not None
+            return stored
+        stored = reg.put_manifest(
+            ctx, repository, str(image.manifest_digest), image.manifest, oci.MANIFEST
+        )
+        descriptors.append(
+            oci.Descriptor(
+                oci.MANIFEST, stored.digest, stored.size, platform=oci.OCI_PLATFORMS[platform]
+            )
+        )
+    index = oci.image_index(descriptors)
     for tag in tags:
-        stored = reg.put_manifest(ctx, repository, tag, image.manifest, oci.MANIFEST)
-    assert stored is not None
+        stored = reg.put_manifest(ctx, repository, tag, index, oci.INDEX)
     return stored
 
 
