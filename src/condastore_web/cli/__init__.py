@@ -6,6 +6,7 @@ import click
 
 from condastore_web.cli.accounts import login, logout, token_group, user_group
 from condastore_web.cli.local import build_command, lock_command
+from condastore_web.cli.push import push_command
 from condastore_web.cli.remote import build_group, download, env_group
 from condastore_web.cli.serve import serve_command
 from condastore_web.cli.worker import worker_command
@@ -36,6 +37,7 @@ def main() -> None:
 main.add_command(lock_command)
 main.add_command(build)
 main.add_command(serve_command)
+main.add_command(push_command)
 main.add_command(worker_command)
 main.add_command(env_group)
 main.add_command(download)
