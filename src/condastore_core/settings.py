@@ -60,6 +60,9 @@ class Settings:
     build_max_attempts: int = 2
     #: The longest one build job may run on a worker.
     build_timeout_seconds: float = 6 * 3600
+    #: What environment images stand on: "" (scratch), an OCI layout directory, or a
+    #: registry reference such as ``docker.io/library/debian:bookworm-slim`` (pulled once).
+    image_base: str = ""
     #: Rights of requests without credentials, e.g. ``("public/*=viewer",)``; none by default.
     anonymous_bindings: tuple[str, ...] = ()
     #: Lifetime of a login (session) token, and the longest any token may live.

@@ -115,12 +115,22 @@ def test_aarch64_image_on_any_machine(make_test_channel, tmp_path):
     assert "opt/conda/bin/tool" in layer_members(b, image.layers[0])
 
 
-def test_shell_base_gets_an_activating_entrypoint(make_test_channel, tmp_path):
+def test_an_image_on_a_base_layout_gets_its_layers_and_an_entrypoint(make_test_channel, tmp_path):
+    from condastore_core.image.base import resolve_base
+    from tests.support.oci_layout import write_layout
+
     url = make_test_channel([PackageDef("hello", "1.0")])
+    write_layout(tmp_path / "base", {"bin/sh": b"#!a shell"}, env=["PATH=/usr/bin:/bin", "LANG=C"])
     b = make_builder(tmp_path)
-    image = b.build(lock_of(url, "hello"), "linux-64", base_has_shell=True)
+    base = resolve_base(str(tmp_path / "base"), "linux-64", b.store)
+    image = b.build(lock_of(url, "hello"), "linux-64", base=base)
     config = json.loads(read_all(b.store, image.config_digest))
+    assert image.layers[0] == base.layers[0]  # the base's layer, as it is
+    assert "bin/sh" in layer_members(b, image.layers[0])
+    assert config["rootfs"]["diff_ids"][0] == base.layers[0].diff_id
     assert config["config"]["Entrypoint"] == ["/opt/conda/.condastore/entrypoint.sh"]
+    assert "PATH=/opt/conda/bin:/usr/bin:/bin" in config["config"]["Env"]
+    assert "LANG=C" in config["config"]["Env"]
     assert "opt/conda/.condastore/entrypoint.sh" in layer_members(b, image.layers[-1])
 
 

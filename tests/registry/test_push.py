@@ -13,8 +13,19 @@ import time
 import pytest
 import requests
 
+from condastore_core.digests import Digest
+from condastore_core.jobs.inprocess import InProcessQueue
+from condastore_core.service import environments, namespaces, users
+from condastore_core.service.context import Context
+from condastore_core.service.images import prepare
+from condastore_core.service.registry import find_manifest
+from condastore_core.settings import load_settings
+from condastore_core.spec import EnvironmentSpec
+from condastore_core.store import read_all
 from tests.registry.conftest import PASSWORD
 from tests.registry.test_images import image_registry  # noqa: F401 - a fixture
+from tests.support.oci_layout import write_layout
+from tests.support.packages import PackageDef
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +107,53 @@ def test_push_copies_image_and_artifacts(image_registry, distribution, tmp_path)
     ).json()
     blob = requests.get(f"http://{distribution}/v2/mirror/web/blobs/{lock['layers'][0]['digest']}")
     assert b"package:" in blob.content  # the conda-lock.yml itself
+
+
+def test_images_stand_on_a_base_pulled_once_from_an_upstream_registry(
+    distribution, tmp_path, make_test_channel
+):
+
+    write_layout(tmp_path / "base", {"bin/sh": b"#!a shell"}, env=["PATH=/usr/bin:/bin"])
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--dest-tls-verify=false",
+            f"oci:{tmp_path / 'base'}:v1",
+            f"docker://{distribution}/base/shell:v1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    channel = make_test_channel([PackageDef("hello", "1.0")])
+    settings = load_settings(
+        {
+            "data_dir": tmp_path / "data",
+            "tarball": False,
+            "image_base": f"{distribution}/base/shell:v1",
+        },
+        environ={},
+    )
+    ctx = Context.from_settings(settings)
+    namespaces.create_namespace(ctx, "default")
+    users.create_user(ctx, "ada", PASSWORD, admin=True)
+    ctx.jobs = InProcessQueue(ctx)
+    environments.submit(
+        ctx,
+        "default",
+        EnvironmentSpec.from_dict(
+            {"name": "web", "channels": [channel], "dependencies": ["hello"]}
+        ),
+    )
+    ctx.jobs.wait_idle(timeout=60)
+    prepare(ctx, "default/web", "latest")
+    found = find_manifest(ctx, "default/web", "latest")
+    manifest = json.loads(read_all(ctx.store, Digest.parse(found.digest)))
+    base_manifest = requests.get(
+        f"http://{distribution}/v2/base/shell/manifests/v1",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    ).json()
+    assert manifest["layers"][0]["digest"] == base_manifest["layers"][0]["digest"]
+    config = json.loads(read_all(ctx.store, Digest.parse(manifest["config"]["digest"])))
+    assert config["config"]["Entrypoint"] == ["/opt/conda/.condastore/entrypoint.sh"]
+    ctx.jobs.shutdown()

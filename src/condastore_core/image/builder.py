@@ -27,6 +27,7 @@ import zstandard
 
 from condastore_core.digests import Digest
 from condastore_core.image import manifest as oci
+from condastore_core.image.base import SCRATCH, BaseImage
 from condastore_core.image.cache import LayerCache, LayerRecord
 from condastore_core.image.packages import (
     layer_cache_key,
@@ -89,7 +90,7 @@ class ImageBuilder:
         platform: str,
         *,
         labels: Mapping[str, str] | None = None,
-        base_has_shell: bool = False,
+        base: BaseImage = SCRATCH,
         reporter: Reporter | None = None,
     ) -> BuiltImage:
         if platform not in oci.OCI_PLATFORMS:
@@ -114,13 +115,17 @@ class ImageBuilder:
         if missing:
             layers.update(self._build_layers(lock, platform, missing, keys, python, reporter))
 
+        base_has_shell = base.has_shell
         ordered = [layers[p.name] for p in packages]
-        ordered = self._within_budget(ordered)
+        ordered = self._within_budget(ordered, reserved=len(base.layers))
         final = self._final_layer(lock, platform, packages, base_has_shell)
-        ordered.append(final)
+        ordered = [*base.layers, *ordered, final]
 
+        base_path = next((e[5:] for e in base.env if e.startswith("PATH=")), None)
+        system_path = base_path or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         env = [
-            f"PATH={self.prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            *(e for e in base.env if not e.startswith(("PATH=", "CONDA_PREFIX="))),
+            f"PATH={self.prefix}/bin:{system_path}",
             f"CONDA_PREFIX={self.prefix}",
         ]
         entrypoint = [f"{self.prefix}/.condastore/entrypoint.sh"] if base_has_shell else None
@@ -231,13 +236,15 @@ class ImageBuilder:
             )
         return self._write(entries, ())
 
-    def _within_budget(self, layers: list[LayerRecord]) -> list[LayerRecord]:
+    def _within_budget(self, layers: list[LayerRecord], reserved: int = 0) -> list[LayerRecord]:
         """Keep at most ``max_layers`` (final layer included): merge the smallest past it.
 
         The smallest layers are the cheapest to pull twice when another image
         shares only some of them; the merged layer is cached by its parts.
         """
-        budget = self.max_layers - 1  # the final layer takes one
+        budget = self.max_layers - 1 - reserved  # the final layer and the base's take theirs
+        if budget < 1:
+            raise ValueError(f"the base image alone has {reserved} of {self.max_layers} layers")
         if len(layers) <= budget:
             return layers
         count = len(layers) - budget + 1

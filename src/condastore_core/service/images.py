@@ -33,6 +33,7 @@ from condastore_core.db.models import Build, BuildStatus
 from condastore_core.digests import Digest
 from condastore_core.errors import NotFound, SolveError, SpecError
 from condastore_core.image import manifest as oci
+from condastore_core.image.base import resolve_base
 from condastore_core.image.builder import ImageBuilder
 from condastore_core.image.cache import FileLayerCache
 from condastore_core.lock import Lock, parse_conda_lock_yaml
@@ -200,7 +201,8 @@ def publish_image(
     builder = image_builder(ctx)
     descriptors = []
     for platform in platforms:
-        image = builder.build(lock, platform, labels=labels)
+        base = resolve_base(ctx.settings.image_base, platform, ctx.store)
+        image = builder.build(lock, platform, labels=labels, base=base)
         config = ctx.store.stat(image.config_digest)
         reg.link_blob(ctx, repository, config.digest, config.size)
         for layer in image.layers:
