@@ -33,6 +33,8 @@ class Policy(BaseModel):
     default_packages: tuple[str, ...] | None = None
     allowed_platforms: tuple[str, ...] | None = None
     max_builds_kept: int | None = Field(default=None, ge=1)
+    #: Completed builds younger than this are kept whatever ``max_builds_kept`` says.
+    keep_days: float | None = Field(default=None, ge=0)
 
 
 def merge(*levels: Policy | None) -> Policy:

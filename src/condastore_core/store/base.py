@@ -27,6 +27,8 @@ CHUNK_SIZE = 1024 * 1024
 class BlobInfo:
     digest: Digest
     size: int
+    #: When the blob was written (seconds since the epoch), where the backend knows.
+    modified: float | None = None
 
 
 @runtime_checkable

@@ -170,7 +170,8 @@ class LocalBlobStore:
             for shard in sorted(base.iterdir()):
                 for entry in os.scandir(shard):
                     if entry.is_file():
-                        yield BlobInfo(Digest(algorithm, entry.name), entry.stat().st_size)
+                        st = entry.stat()
+                        yield BlobInfo(Digest(algorithm, entry.name), st.st_size, st.st_mtime)
 
     def url_for(self, digest: Digest, expires_in: int = 900) -> str | None:
         return None

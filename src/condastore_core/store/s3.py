@@ -259,7 +259,11 @@ class S3BlobStore:
             for obj in page.get("Contents", []):
                 algorithm, _, hexd = obj["Key"][len(base) :].partition("/")
                 with contextlib.suppress(InvalidDigest):
-                    yield BlobInfo(Digest.parse(f"{algorithm}:{hexd}"), obj["Size"])
+                    yield BlobInfo(
+                        Digest.parse(f"{algorithm}:{hexd}"),
+                        obj["Size"],
+                        obj["LastModified"].timestamp(),
+                    )
 
     def url_for(self, digest: Digest, expires_in: int = 900) -> str | None:
         if not self.presign:

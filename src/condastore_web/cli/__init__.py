@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from condastore_web.cli.accounts import login, logout, token_group, user_group
+from condastore_web.cli.gc import gc_command
 from condastore_web.cli.local import build_command, lock_command
 from condastore_web.cli.push import push_command
 from condastore_web.cli.remote import build_group, download, env_group
@@ -38,6 +39,7 @@ main.add_command(lock_command)
 main.add_command(build)
 main.add_command(serve_command)
 main.add_command(push_command)
+main.add_command(gc_command)
 main.add_command(worker_command)
 main.add_command(env_group)
 main.add_command(download)

@@ -1,0 +1,269 @@
+"""Retention and garbage collection: what administrators need to run for years.
+
+1. Retention: per environment, keep the newest ``max_builds_kept`` completed
+   builds and any younger than ``keep_days`` (policies, inherited); never the
+   current build. Collected builds are soft-deleted (rows stay for audit) and
+   their prefixes removed once no live build shares the build key.
+2. Blob mark and sweep: a blob is live when an artifact of a live build, a live
+   registry manifest (tagged, a child of a live index, or referring to a live
+   manifest) or what such a manifest names, or a registry blob link younger
+   than the grace period, references it. Blobs written within the grace period
+   are never swept, so collection can run while builds and pushes go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from condastore_core import layout
+from condastore_core.db.models import (
+    Artifact,
+    Build,
+    BuildStatus,
+    Environment,
+    RegistryBlob,
+    RegistryManifest,
+    RegistryTag,
+    utcnow,
+)
+from condastore_core.digests import Digest
+from condastore_core.errors import BlobNotFound
+from condastore_core.service.context import Context
+from condastore_core.service.policies import effective_policy
+from condastore_core.store import read_all
+
+logger = logging.getLogger(__name__)
+GRACE_SECONDS = 3600.0
+
+
+@dataclass
+class GcReport:
+    builds_collected: list[int] = field(default_factory=list)
+    prefixes_removed: list[str] = field(default_factory=list)
+    manifests_pruned: int = 0
+    blobs_deleted: int = 0
+    bytes_freed: int = 0
+    blobs_kept: int = 0
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "builds_collected": self.builds_collected,
+            "prefixes_removed": self.prefixes_removed,
+            "manifests_pruned": self.manifests_pruned,
+            "blobs_deleted": self.blobs_deleted,
+            "bytes_freed": self.bytes_freed,
+            "blobs_kept": self.blobs_kept,
+            "dry_run": self.dry_run,
+        }
+
+
+def collect(
+    ctx: Context,
+    *,
+    dry_run: bool = False,
+    grace_seconds: float = GRACE_SECONDS,
+    prune_untagged: bool = False,
+) -> GcReport:
+    """Apply retention, then sweep every blob nothing live references."""
+    report = GcReport(dry_run=dry_run)
+    _retention(ctx, report, dry_run)
+    _remove_prefixes(ctx, report, dry_run)
+    if prune_untagged:
+        _prune_untagged(ctx, report, dry_run, grace_seconds)
+    _sweep(ctx, report, dry_run, grace_seconds)
+    return report
+
+
+def _retention(ctx: Context, report: GcReport, dry_run: bool) -> None:
+    now = utcnow()
+    with ctx.sessions() as session:
+        for env in session.scalars(select(Environment)):
+            policy = effective_policy(session, env.namespace.name, env.name)
+            keep = policy.max_builds_kept
+            if keep is None and env.deleted_at is None:
+                continue
+            builds = session.scalars(
+                select(Build)
+                .where(
+                    Build.environment_id == env.id,
+                    Build.deleted_at.is_(None),
+                    Build.status == BuildStatus.COMPLETED,
+                )
+                .order_by(Build.id.desc())
+            ).all()
+            young = dt.timedelta(days=policy.keep_days or 0)
+            for rank, build in enumerate(builds):
+                if build.id == env.current_build_id and env.deleted_at is None:
+                    continue
+                if env.deleted_at is None and keep is not None and rank < keep:
+                    continue
+                ended = build.ended_at or build.queued_at
+                if ended.tzinfo is None:
+                    ended = ended.replace(tzinfo=dt.UTC)
+                if env.deleted_at is None and now - ended < young:
+                    continue
+                report.builds_collected.append(build.id)
+                if not dry_run:
+                    build.deleted_at = now
+        # Failed builds keep their log only.
+        if not dry_run:
+            for artifact in session.scalars(
+                select(Artifact)
+                .join(Build)
+                .where(
+                    Build.status.in_([BuildStatus.FAILED, BuildStatus.CANCELED]),
+                    Artifact.kind != "log",
+                )
+            ):
+                session.delete(artifact)
+            session.commit()
+
+
+def _remove_prefixes(ctx: Context, report: GcReport, dry_run: bool) -> None:
+    envs = layout.prefix_dir(ctx.settings.data_dir, "x").parent
+    if not envs.is_dir():
+        return
+    with ctx.sessions() as session:
+        live = set(
+            session.scalars(
+                select(Build.build_key).where(
+                    Build.deleted_at.is_(None), Build.build_key.is_not(None)
+                )
+            )
+        )
+        pending = set(
+            session.scalars(
+                select(Build.build_key).where(
+                    Build.status.in_([BuildStatus.QUEUED, BuildStatus.BUILDING])
+                )
+            )
+        )
+    for prefix in envs.iterdir():
+        if prefix.name.startswith(".") or prefix.name in live or prefix.name in pending:
+            continue
+        report.prefixes_removed.append(prefix.name)
+        if not dry_run:
+            shutil.rmtree(prefix, ignore_errors=True)
+            record = layout.build_record_path(ctx.settings.data_dir, prefix.name)
+            record.unlink(missing_ok=True)
+
+
+def _prune_untagged(ctx: Context, report: GcReport, dry_run: bool, grace: float) -> None:
+    live = _live_manifests(ctx)
+    cutoff = utcnow() - dt.timedelta(seconds=grace)
+    with ctx.sessions() as session:
+        for row in session.scalars(select(RegistryManifest)):
+            created = (
+                row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC)
+            )
+            if (row.repository, row.digest) not in live and created < cutoff:
+                report.manifests_pruned += 1
+                if not dry_run:
+                    session.delete(row)
+        if not dry_run:
+            session.commit()
+
+
+def _live_manifests(ctx: Context) -> set[tuple[str, str]]:
+    """(repository, digest) of every manifest reachable from a tag."""
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(
+                RegistryManifest.repository,
+                RegistryManifest.digest,
+                RegistryManifest.media_type,
+                RegistryManifest.subject,
+            )
+        ).all()
+        tagged = set(session.execute(select(RegistryTag.repository, RegistryTag.digest)).all())
+    by_subject: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    media: dict[tuple[str, str], str] = {}
+    for repo, digest, media_type, subject in rows:
+        media[(repo, digest)] = media_type
+        if subject:
+            by_subject.setdefault((repo, subject), []).append((repo, digest))
+    live: set[tuple[str, str]] = set()
+    todo = [t for t in tagged if t in media]
+    while todo:
+        item = todo.pop()
+        if item in live:
+            continue
+        live.add(item)
+        todo.extend(by_subject.get(item, []))
+        if "index" in media[item] or "list" in media[item]:
+            doc = _manifest_doc(ctx, item[1])
+            todo.extend(
+                (item[0], m["digest"])
+                for m in doc.get("manifests", [])
+                if (item[0], m["digest"]) in media
+            )
+    return live
+
+
+def _manifest_doc(ctx: Context, digest: str) -> dict:
+    try:
+        return json.loads(read_all(ctx.store, Digest.parse(digest)))
+    except (BlobNotFound, ValueError):
+        return {}
+
+
+def _mark(ctx: Context, grace: float) -> set[str]:
+    live: set[str] = set()
+    cutoff = utcnow() - dt.timedelta(seconds=grace)
+    with ctx.sessions() as session:
+        live.update(
+            session.scalars(select(Artifact.digest).join(Build).where(Build.deleted_at.is_(None)))
+        )
+        for created, digest in session.execute(
+            select(RegistryBlob.created_at, RegistryBlob.digest)
+        ):
+            if (created if created.tzinfo else created.replace(tzinfo=dt.UTC)) >= cutoff:
+                live.add(digest)  # pushed a moment ago: its manifest may still be coming
+        manifests = session.execute(
+            select(RegistryManifest.repository, RegistryManifest.digest)
+        ).all()
+    reachable = _live_manifests(ctx)
+    for repo, digest in manifests:
+        if (repo, digest) not in reachable:
+            continue
+        live.add(digest)
+        doc = _manifest_doc(ctx, digest)
+        for blob in [doc.get("config"), *doc.get("layers", [])]:
+            if isinstance(blob, dict) and "digest" in blob:
+                live.add(blob["digest"])
+    return live
+
+
+def _sweep(ctx: Context, report: GcReport, dry_run: bool, grace: float) -> None:
+    live = _mark(ctx, grace)
+    cutoff = time.time() - grace
+    dead: list[str] = []
+    for info in list(ctx.store.iterate()):
+        if str(info.digest) in live or (info.modified is None or info.modified > cutoff):
+            report.blobs_kept += 1
+            continue
+        report.blobs_deleted += 1
+        report.bytes_freed += info.size
+        dead.append(str(info.digest))
+        if not dry_run:
+            with contextlib.suppress(BlobNotFound):  # gone meanwhile: just as good
+                ctx.store.delete(info.digest)
+    if dead and not dry_run:
+        with ctx.sessions.begin() as session:
+            for row in session.scalars(select(RegistryBlob).where(RegistryBlob.digest.in_(dead))):
+                session.delete(row)
+    logger.info(
+        "gc: %d blobs (%d bytes) %s",
+        report.blobs_deleted,
+        report.bytes_freed,
+        "would be freed" if dry_run else "freed",
+    )

@@ -1,0 +1,118 @@
+"""Retention and blob garbage collection, also while builds and pushes go on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+
+from condastore_core.db.models import BuildStatus
+from condastore_core.digests import Digest
+from condastore_core.service import builds, environments, gc, policies
+from condastore_core.service import registry as reg
+from condastore_core.spec import EnvironmentSpec
+from condastore_core.store import put, read_all
+from tests.support.packages import PackageDef
+
+
+def spec(channel, version, name="app"):
+    return EnvironmentSpec.from_dict(
+        {"name": name, "channels": [channel], "dependencies": [f"hello =={version}"]}
+    )
+
+
+def push_image(ctx, repo, tag, payload: bytes):
+    layer = put(ctx.store, payload)
+    config = put(ctx.store, b"{}")
+    for info in (layer, config):
+        reg.link_blob(ctx, repo, info.digest, info.size)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": str(config.digest),
+                "size": config.size,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": str(layer.digest),
+                    "size": layer.size,
+                }
+            ],
+        }
+    ).encode()
+    return reg.put_manifest(ctx, repo, tag, manifest, None), layer.digest
+
+
+def test_retention_and_sweep_free_only_what_nothing_references(ctx, make_test_channel):
+    channel = make_test_channel([PackageDef("hello", v) for v in ("1.0", "2.0", "3.0")])
+    ids = []
+    for version in ("1.0", "2.0", "3.0"):
+        ids.append(environments.submit(ctx, "default", spec(channel, version)).id)
+        ctx.jobs.wait_idle(timeout=60)
+    old_lockfile = next(a for a in builds.get_build(ctx, ids[0]).artifacts if a.kind == "lockfile")
+    old_keys = [builds.get_build(ctx, i).build_key for i in ids[:2]]
+    policies.set_policy(ctx, "default", {"max_builds_kept": 1})  # set after the builds
+    kept, _ = push_image(ctx, "team/app", "v1", b"tagged layer")
+    _, orphan_layer = push_image(ctx, "team/app", "v2", b"layer of an untagged manifest")
+    reg.delete_manifest(ctx, "team/app", "v2")  # untag: its manifest row stays
+
+    dry = gc.collect(ctx, dry_run=True, grace_seconds=0)
+    assert dry.bytes_freed > 0 and ctx.store.exists(Digest.parse(old_lockfile.digest))
+
+    report = gc.collect(ctx, grace_seconds=0, prune_untagged=True)
+    assert sorted(report.builds_collected) == ids[:2]  # max_builds_kept=1: the current stays
+    assert report.bytes_freed > 0 and report.manifests_pruned == 1
+    assert not ctx.store.exists(Digest.parse(old_lockfile.digest))
+    assert not ctx.store.exists(orphan_layer)
+    assert sorted(report.prefixes_removed) == sorted(old_keys)
+    envs = ctx.settings.data_dir / "envs"
+    assert sorted(p.name for p in envs.iterdir() if not p.name.startswith(".")) == [
+        builds.get_build(ctx, ids[2]).build_key
+    ]
+    current = builds.get_build(ctx, ids[2])
+    assert current.status == BuildStatus.COMPLETED
+    for artifact in current.artifacts:
+        assert ctx.store.exists(Digest.parse(artifact.digest))
+    found = reg.find_manifest(ctx, "team/app", "v1")
+    assert found.digest == kept.digest
+    doc = json.loads(read_all(ctx.store, Digest.parse(found.digest)))
+    assert all(ctx.store.exists(Digest.parse(b["digest"])) for b in doc["layers"])
+    assert gc.collect(ctx, grace_seconds=0).bytes_freed == 0  # nothing left to free
+
+
+def test_collection_alongside_pushes_and_builds_deletes_nothing_live(ctx, make_test_channel):
+    channel = make_test_channel([PackageDef("hello", v) for v in ("1.0", "2.0")])
+    stop = threading.Event()
+    reports = []
+
+    def collector():
+        while not stop.is_set():
+            reports.append(gc.collect(ctx))  # the default grace period protects new blobs
+
+    thread = threading.Thread(target=collector)
+    thread.start()
+    pushed = []
+    try:
+        for i in range(10):
+            manifest, _ = push_image(ctx, "team/live", f"t{i}", hashlib.sha256(bytes([i])).digest())
+            pushed.append((f"t{i}", manifest.digest))
+        for version in ("1.0", "2.0"):
+            environments.submit(ctx, "default", spec(channel, version, name=f"v{version[0]}"))
+        ctx.jobs.wait_idle(timeout=60)
+    finally:
+        stop.set()
+        thread.join()
+    assert reports
+    for tag, digest in pushed:
+        found = reg.find_manifest(ctx, "team/live", tag)
+        assert found.digest == digest
+        doc = json.loads(read_all(ctx.store, Digest.parse(digest)))
+        for blob in [doc["config"], *doc["layers"]]:
+            assert ctx.store.exists(Digest.parse(blob["digest"]))
+    for build in builds.list_builds(ctx).items:
+        for artifact in build.artifacts:
+            assert ctx.store.exists(Digest.parse(artifact.digest))
