@@ -8,11 +8,13 @@ settings (``CONDASTORE_*`` variables and the config file) instead.
 from __future__ import annotations
 
 import falcon
+from prometheus_client import CollectorRegistry
 
 from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
 from condastore_registry import app as registry
+from condastore_web import observability
 from condastore_web.api import access, accounts, builds, environments, errors, misc, namespaces
 
 API = "/api/v1"
@@ -24,7 +26,10 @@ def create_app(
     if ctx is None:
         ctx = default_context()
     authenticator = authenticator or users.LocalPasswords()
-    app = falcon.App(middleware=[access.Authenticate(ctx, authenticator)])
+    metrics = CollectorRegistry()
+    app = falcon.App(
+        middleware=[observability.RequestMetrics(metrics), access.Authenticate(ctx, authenticator)]
+    )
     app.req_options.strip_url_path_trailing_slash = True
     errors.register(app)
     app.add_route(API, misc.Version())
@@ -56,6 +61,7 @@ def create_app(
     app.add_route(f"{build}/rebuild", builds.BuildRebuild(ctx))
     app.add_route(f"{build}/artifacts/{{kind}}", builds.BuildArtifact(ctx))
     registry.mount(app, ctx, authenticator)
+    observability.mount(app, ctx, metrics)
     return app
 
 

@@ -57,6 +57,10 @@ class InProcessQueue:
     def stop_build(self, build_id: int, worker: str | None) -> None:
         """Threads cannot be killed: the build sees its cancel flag at its next step."""
 
+    def queue_depths(self) -> dict[str, int]:
+        with self._lock:
+            return {"in-process": len(self._pending)}
+
     def wait_idle(self, timeout: float | None = None) -> None:
         """Block until every submitted job, and any job those queued, has finished."""
         while True:

@@ -68,5 +68,11 @@ class RQQueue:
         except (InvalidJobOperation, NoSuchJobError) as exc:
             logger.info("job %s was not running: %s", job_id, exc)
 
+    def queue_depths(self) -> dict[str, int]:
+        return {kind: self.queue(kind).count for kind in QUEUE_KINDS}
+
+    def ping(self) -> None:
+        self.redis.ping()
+
     def shutdown(self, wait: bool = True) -> None:
         self.redis.close()
