@@ -101,3 +101,9 @@ class BuildCanceled(CondastoreError):
     """Raised inside a build when its cancellation was requested; the build ends CANCELED."""
 
     code = "BUILD_CANCELED"
+
+
+class InsufficientStorage(CondastoreError):
+    """The data directory is nearly full: new builds are refused until space is freed."""
+
+    code = "INSUFFICIENT_STORAGE"

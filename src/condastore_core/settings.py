@@ -60,6 +60,8 @@ class Settings:
     build_max_attempts: int = 2
     #: The longest one build job may run on a worker.
     build_timeout_seconds: float = 6 * 3600
+    #: New builds are refused while the data directory has less free space than this.
+    min_free_bytes: int = 1 << 30
     #: What environment images stand on: "" (scratch), an OCI layout directory, or a
     #: registry reference such as ``docker.io/library/debian:bookworm-slim`` (pulled once).
     image_base: str = ""
@@ -172,7 +174,7 @@ def _coerce(key: str, value: Any) -> Any:
             "build_timeout_seconds",
         ):
             return float(value)
-        if key == "build_max_attempts":
+        if key in ("build_max_attempts", "min_free_bytes"):
             return int(value)
         if key == "signing_key_path":
             return Path(value).expanduser()

@@ -207,3 +207,18 @@ def test_unknown_things_get_the_error_shape(client, ctx, channel):
         "INVALID_REQUEST",
         "wheel",
     )
+
+
+def test_a_nearly_full_disk_refuses_new_builds(ctx, channel):
+    from dataclasses import replace
+
+    create_user(ctx, "root2", "a long password", admin=True)
+    ctx.settings = replace(ctx.settings, min_free_bytes=10**18)
+    client = testing.TestClient(
+        create_app(ctx), headers={"Authorization": f"Bearer {issue_token(ctx, 'root2').token}"}
+    )
+    r = client.simulate_post(
+        f"{API}/environments", json={"specification": spec_text(channel, "hello")}
+    )
+    assert_error(r, 507, "INSUFFICIENT_STORAGE", "min_free_bytes")
+    assert client.simulate_get(f"{API}/builds").json["items"] == []

@@ -18,7 +18,7 @@ from condastore_core.db.models import (
 )
 from condastore_core.errors import BuildNotFound, Conflict, InvalidRequest, NotFound
 from condastore_core.service.context import Context
-from condastore_core.service.environments import enqueue_build
+from condastore_core.service.environments import check_free_space, enqueue_build
 from condastore_core.service.pagination import Page, paginate
 from condastore_core.service.visibility import Visibility
 
@@ -124,6 +124,7 @@ def cancel_build(ctx: Context, build_id: int) -> Build:
 
 def rebuild(ctx: Context, build_id: int) -> Build:
     """Queue a new build of the same spec (and lock, if it was built from one)."""
+    check_free_space(ctx)
     with ctx.sessions.begin() as session:
         old = find_build(session, build_id)
         if old.environment.deleted_at is not None:

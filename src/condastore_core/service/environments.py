@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
@@ -18,7 +19,7 @@ from condastore_core.db.models import (
     utcnow,
     valid_id,
 )
-from condastore_core.errors import Conflict, InvalidRequest, NotFound
+from condastore_core.errors import Conflict, InsufficientStorage, InvalidRequest, NotFound
 from condastore_core.lock import Lock, to_conda_lock_yaml
 from condastore_core.policy import PolicyViolation
 from condastore_core.policy import apply as apply_policy
@@ -80,6 +81,18 @@ def _locked_environment(session: Session, namespace_id: int, name: str) -> Envir
     return session.scalars(select(Environment).where(*where)).one()
 
 
+def check_free_space(ctx: Context) -> None:
+    """Refuse new builds before a full disk makes them fail half-way."""
+    data_dir = ctx.settings.data_dir
+    free = shutil.disk_usage(data_dir if data_dir.exists() else data_dir.parent).free
+    if free < ctx.settings.min_free_bytes:
+        raise InsufficientStorage(
+            f"only {free // (1 << 20)} MiB free in {data_dir}; new builds need at least "
+            f"{ctx.settings.min_free_bytes // (1 << 20)} MiB (setting min_free_bytes). "
+            "Free space, for example with `condastore gc`."
+        )
+
+
 def submit(
     ctx: Context,
     namespace: str,
@@ -94,6 +107,7 @@ def submit(
     A request for what is already queued or building for that environment (same
     spec, platforms and lock) returns that build instead of queueing another.
     """
+    check_free_space(ctx)
     targets = sorted(set(platforms or spec.platforms or ()))
     unknown = [p for p in targets if p not in KNOWN_PLATFORMS]
     if unknown:

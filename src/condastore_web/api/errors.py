@@ -14,6 +14,7 @@ from condastore_core.auth.rbac import Forbidden, Unauthenticated
 from condastore_core.errors import (
     CondastoreError,
     Conflict,
+    InsufficientStorage,
     InvalidRequest,
     LockError,
     NotFound,
@@ -35,6 +36,7 @@ STATUS_BY_ERROR: list[tuple[type[CondastoreError], int]] = [
     (LockError, 400),
     (InvalidRequest, 400),
     (SolveError, 422),
+    (InsufficientStorage, 507),
 ]
 
 
