@@ -60,6 +60,8 @@ class Settings:
     build_max_attempts: int = 2
     #: The longest one build job may run on a worker.
     build_timeout_seconds: float = 6 * 3600
+    #: Garbage collection runs this often (hours) in the server or on workers; 0 turns it off.
+    gc_interval_hours: float = 24
     #: New builds are refused while the data directory has less free space than this.
     min_free_bytes: int = 1 << 30
     #: What environment images stand on: "" (scratch), an OCI layout directory, or a
@@ -172,6 +174,7 @@ def _coerce(key: str, value: Any) -> Any:
             "max_token_lifetime_seconds",
             "build_lease_seconds",
             "build_timeout_seconds",
+            "gc_interval_hours",
         ):
             return float(value)
         if key in ("build_max_attempts", "min_free_bytes"):

@@ -6,6 +6,7 @@ import logging
 
 from condastore_core.jobs.inprocess import InProcessQueue
 from condastore_core.jobs.rq_engine import RQQueue
+from condastore_core.jobs.scheduler import Scheduler
 from condastore_core.service.context import Context
 from condastore_core.service.namespaces import create_namespace
 from condastore_core.service.runner import recover_interrupted
@@ -24,6 +25,7 @@ def start_services(settings: Settings, *, workers: int = 2) -> Context:
     if settings.redis_url:
         ctx.jobs = RQQueue(settings)  # builds run on `condastore worker` processes
         return ctx
+    Scheduler(ctx).start()
     queue = InProcessQueue(ctx, workers=workers)
     ctx.jobs = queue
     requeued = recover_interrupted(ctx)

@@ -116,3 +116,22 @@ def test_collection_alongside_pushes_and_builds_deletes_nothing_live(ctx, make_t
     for build in builds.list_builds(ctx).items:
         for artifact in build.artifacts:
             assert ctx.store.exists(Digest.parse(artifact.digest))
+
+
+def test_the_scheduler_collects_and_one_worker_per_round_claims_it(ctx):
+    from dataclasses import replace
+
+    from condastore_core.jobs.scheduler import Scheduler
+
+    orphan = put(ctx.store, b"nobody refers to me")
+    claims = []
+    ctx.settings = replace(ctx.settings, gc_interval_hours=1)
+    scheduler = Scheduler(
+        ctx, claim=lambda name, s: not claims.append(name) and len(claims) == 1, grace_seconds=0
+    )
+    scheduler.run_once()  # this worker claims the round and collects
+    assert not ctx.store.exists(orphan.digest)
+    again = put(ctx.store, b"written after the first round")
+    scheduler.run_once()  # another worker has the round: nothing happens here
+    assert ctx.store.exists(again.digest)
+    assert claims == ["gc", "gc"]

@@ -68,6 +68,12 @@ class RQQueue:
         except (InvalidJobOperation, NoSuchJobError) as exc:
             logger.info("job %s was not running: %s", job_id, exc)
 
+    def claim(self, name: str, seconds: float) -> bool:
+        """True for exactly one caller per ``seconds`` across the cluster."""
+        return bool(
+            self.redis.set(f"condastore:claim:{name}", "1", nx=True, ex=max(1, int(seconds * 0.9)))
+        )
+
     def queue_depths(self) -> dict[str, int]:
         return {kind: self.queue(kind).count for kind in QUEUE_KINDS}
 

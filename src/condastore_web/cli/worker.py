@@ -13,6 +13,7 @@ from rq import Worker
 from condastore_core.errors import ConfigError
 from condastore_core.jobs.reaper import Reaper
 from condastore_core.jobs.rq_engine import QUEUE_KINDS, RQQueue, queue_name
+from condastore_core.jobs.scheduler import Scheduler
 from condastore_core.service.context import Context
 from condastore_web.cli.common import config_option, data_dir_option, reports_errors, settings_from
 
@@ -58,7 +59,9 @@ def worker_command(
         err=True,
     )
     reaper = Reaper(ctx).start()
+    scheduler = Scheduler(ctx, claim=engine.claim).start()
     try:
         worker.work(burst=burst, logging_level=settings.log_level)
     finally:
+        scheduler.stop()
         reaper.stop()
