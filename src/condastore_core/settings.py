@@ -60,6 +60,9 @@ class Settings:
     build_max_attempts: int = 2
     #: The longest one build job may run on a worker.
     build_timeout_seconds: float = 6 * 3600
+    #: Directories whose spec files are kept as environments, in ``watch_namespace``.
+    watch_dirs: tuple[str, ...] = ()
+    watch_namespace: str = "filesystem"
     #: Garbage collection runs this often (hours) in the server or on workers; 0 turns it off.
     gc_interval_hours: float = 24
     #: New builds are refused while the data directory has less free space than this.
@@ -154,7 +157,7 @@ def _coerce(key: str, value: Any) -> Any:
     try:
         if key == "data_dir":
             return Path(value).expanduser()
-        if key in ("channels", "anonymous_bindings"):
+        if key in ("channels", "anonymous_bindings", "watch_dirs"):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(c.strip() for c in items if c.strip())
         if key == "virtual_packages":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from condastore_core.jobs.inprocess import InProcessQueue
 from condastore_core.jobs.rq_engine import RQQueue
@@ -10,6 +11,7 @@ from condastore_core.jobs.scheduler import Scheduler
 from condastore_core.service.context import Context
 from condastore_core.service.namespaces import create_namespace
 from condastore_core.service.runner import recover_interrupted
+from condastore_core.service.watch import DirectoryWatcher
 from condastore_core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -24,9 +26,13 @@ def start_services(settings: Settings, *, workers: int = 2) -> Context:
     create_namespace(ctx, DEFAULT_NAMESPACE, exist_ok=True)
     if settings.redis_url:
         ctx.jobs = RQQueue(settings)  # builds run on `condastore worker` processes
+        for directory in settings.watch_dirs:
+            DirectoryWatcher(ctx, Path(directory), settings.watch_namespace).start()
         return ctx
     Scheduler(ctx).start()
     queue = InProcessQueue(ctx, workers=workers)
+    for directory in settings.watch_dirs:
+        DirectoryWatcher(ctx, Path(directory), settings.watch_namespace).start()
     ctx.jobs = queue
     requeued = recover_interrupted(ctx)
     for build_id in requeued:

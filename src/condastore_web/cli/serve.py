@@ -19,14 +19,28 @@ from condastore_web.server import make_embedded_server
 @click.option(
     "--workers", default=2, show_default=True, type=int, help="Builds run at once in this process."
 )
+@click.option(
+    "--watch",
+    "watch_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Keep every spec file under this directory as an environment (repeatable).",
+)
 @data_dir_option
 @config_option
 @reports_errors
 def serve_command(
-    host: str, port: int, workers: int, data_dir: Path | None, config_file: Path | None
+    host: str,
+    port: int,
+    workers: int,
+    watch_dirs: tuple[Path, ...],
+    data_dir: Path | None,
+    config_file: Path | None,
 ) -> None:
     """Run condastore in one process: SQLite, a local blob store, builds in the background."""
-    settings = settings_from(config_file, data_dir=data_dir)
+    settings = settings_from(
+        config_file, data_dir=data_dir, watch_dirs=[str(d) for d in watch_dirs] or None
+    )
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     ctx = start_services(settings, workers=workers)
     server = make_embedded_server(create_app(ctx), host, port)

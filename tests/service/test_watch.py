@@ -1,0 +1,90 @@
+"""Watched spec directories: environments follow their files, through real inotify events."""
+
+from __future__ import annotations
+
+import time
+
+import yaml
+
+from condastore_core.db.models import BuildStatus
+from condastore_core.errors import NotFound
+from condastore_core.service import builds, environments
+from condastore_core.service.watch import DirectoryWatcher, sync_directory
+from tests.support.packages import PackageDef
+
+
+def write(path, channel, name, *deps):
+    path.write_text(
+        yaml.safe_dump({"name": name, "channels": [channel], "dependencies": list(deps)})
+    )
+
+
+def eventually(check, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except NotFound:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("the watched directory was not followed in time")
+        time.sleep(0.2)
+
+
+def test_sync_follows_files_and_never_rebuilds_unchanged_specs(ctx, make_test_channel, tmp_path):
+    channel = make_test_channel([PackageDef("hello", "1.0"), PackageDef("hello", "2.0")])
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    write(specs / "a.yml", channel, "alpha", "hello 1.0")
+    write(specs / "b.yaml", channel, "beta", "hello")
+    first = sync_directory(ctx, specs, "filesystem")
+    assert sorted(first.submitted) == ["alpha", "beta"] and first.errors == {}
+    ctx.jobs.wait_idle(timeout=60)
+    again = sync_directory(ctx, specs, "filesystem")
+    assert again.submitted == [] and sorted(again.unchanged) == ["alpha", "beta"]
+    (specs / "broken.yml").write_text("name: gamma\ndependencies: [\n")
+    write(specs / "a.yml", channel, "alpha", "hello 2.0")
+    (specs / "b.yaml").unlink()
+    changed = sync_directory(ctx, specs, "filesystem")
+    assert changed.submitted == ["alpha"] and changed.archived == ["beta"]
+    assert list(changed.errors) == [str(specs / "broken.yml")]
+    ctx.jobs.wait_idle(timeout=60)
+    env = environments.get_environment(ctx, "filesystem", "alpha")
+    assert builds.build_packages(ctx, env.current_build_id)[0].version == "2.0"
+
+
+def test_the_watcher_reacts_to_inotify_events(ctx, make_test_channel, tmp_path):
+    channel = make_test_channel([PackageDef("hello", "1.0"), PackageDef("hello", "2.0")])
+    specs = tmp_path / "watched"
+    specs.mkdir()
+    watcher = DirectoryWatcher(ctx, specs, "filesystem").start()
+    try:
+        assert watcher.synced.wait(10)
+        write(specs / "env.yml", channel, "live", "hello 1.0")
+
+        def built(version):
+            ctx.jobs.wait_idle(timeout=60)
+            env = environments.get_environment(ctx, "filesystem", "live")
+            current = builds.get_build(ctx, env.current_build_id) if env.current_build_id else None
+            return (
+                current is not None
+                and current.status == BuildStatus.COMPLETED
+                and builds.build_packages(ctx, current.id)[0].version == version
+            )
+
+        eventually(lambda: built("1.0"))
+        write(specs / "env.yml", channel, "live", "hello 2.0")
+        eventually(lambda: built("2.0"))
+        (specs / "env.yml").unlink()
+
+        def archived():
+            try:
+                environments.get_environment(ctx, "filesystem", "live")
+            except NotFound:
+                return True
+            return False
+
+        eventually(archived)
+    finally:
+        watcher.stop()
