@@ -213,3 +213,34 @@ def test_podman_pulls(registry, tmp_path):
         assert digests.strip() == digest
     finally:
         subprocess.run(["podman", "rmi", "-f", image], capture_output=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+def test_skopeo_still_pulls_after_garbage_collection(registry, ctx, tmp_path):
+    from condastore_core.service.gc import collect
+
+    digest = oci_layout(tmp_path / "layout")
+    host = registry.removeprefix("http://")
+    creds = f"ada:{PASSWORD}"
+    run(
+        "skopeo",
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        creds,
+        f"oci:{tmp_path / 'layout'}:v1",
+        f"docker://{host}/team/app:v1",
+    )
+    report = collect(ctx, grace_seconds=0, prune_untagged=True)
+    assert report.manifests_pruned == 0
+    run(
+        "skopeo",
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        creds,
+        f"docker://{host}/team/app:v1",
+        f"oci:{tmp_path / 'back'}:v1",
+    )
+    index = json.loads((tmp_path / "back" / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == digest

@@ -135,3 +135,38 @@ def test_the_scheduler_collects_and_one_worker_per_round_claims_it(ctx):
     scheduler.run_once()  # another worker has the round: nothing happens here
     assert ctx.store.exists(again.digest)
     assert claims == ["gc", "gc"]
+
+
+def test_collected_bytes_leave_an_s3_store(tmp_path, monkeypatch):
+    import uuid
+
+    import boto3
+
+    from condastore_core.service.context import Context
+    from condastore_core.settings import load_settings
+    from tests.support.s3_server import s3_server
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with s3_server() as endpoint:
+        bucket = f"b{uuid.uuid4().hex[:12]}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket=bucket)
+        ctx = Context.from_settings(
+            load_settings(
+                {
+                    "data_dir": tmp_path / "data",
+                    "store_url": f"s3://{bucket}/gc",
+                    "s3_endpoint_url": endpoint,
+                    "s3_region": "us-east-1",
+                },
+                environ={},
+            )
+        )
+        kept, _ = push_image(ctx, "team/app", "v1", b"tagged")
+        orphan = put(ctx.store, b"an orphan in a bucket")
+        report = gc.collect(ctx, grace_seconds=0)
+        assert report.blobs_deleted == 1 and report.bytes_freed == len(b"an orphan in a bucket")
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert f"gc/blobs/sha256/{orphan.digest.hex}" not in keys
+        assert f"gc/blobs/sha256/{Digest.parse(kept.digest).hex}" in keys
