@@ -13,13 +13,11 @@ artifact is safe in the blob store: a record on disk means a complete build.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from condastore_core.digests import Digest
 from condastore_core.errors import BlobNotFound, CondastoreError
 from condastore_core.install import install_lock
 from condastore_core.lock import Lock
+from condastore_core.locks import file_lock
 from condastore_core.pack import pack_prefix
 from condastore_core.progress import CollectingReporter, NullReporter, Reporter
 from condastore_core.solve import Solver, native_platform
@@ -271,16 +270,8 @@ class LocalBuilder:
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
-    @contextlib.contextmanager
-    def _key_lock(self, key: str) -> Iterator[None]:
-        path = layout.lock_file_path(self.data_dir, f"build-{key}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _key_lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        return file_lock(layout.lock_file_path(self.data_dir, f"build-{key}"))
 
 
 def _from_record(record: dict) -> BuildResult:

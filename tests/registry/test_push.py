@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import read_all
 from tests.registry.conftest import PASSWORD
 from tests.registry.test_images import image_registry  # noqa: F401 - a fixture
+from tests.support.net import free_port
 from tests.support.oci_layout import write_layout
 from tests.support.packages import PackageDef
 
@@ -35,9 +35,7 @@ def distribution(tmp_path):
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.skip("docker-registry (Debian package) is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = tmp_path / "registry.yml"
     config.write_text(
         json.dumps(

@@ -8,7 +8,6 @@ migration in ``migrations/versions``; nothing calls ``create_all``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+
+from condastore_core.locks import file_lock
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -47,12 +48,8 @@ def migration_lock(engine: Engine) -> Iterator[None]:
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield
         return
-    with open(f"{database}.migrate.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(Path(f"{database}.migrate.lock")):
+        yield
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -18,12 +18,10 @@ lock and the second finds the first one's result.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import re
 import threading
 import time
-from collections.abc import Iterator
 
 from sqlalchemy import select
 
@@ -37,6 +35,7 @@ from condastore_core.image.base import resolve_base
 from condastore_core.image.builder import ImageBuilder
 from condastore_core.image.cache import FileLayerCache
 from condastore_core.lock import Lock, parse_conda_lock_yaml
+from condastore_core.locks import file_lock
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.environments import find_environment
@@ -276,15 +275,7 @@ def _retag(ctx: Context, repository: str, tag: str, image: reg.StoredManifest) -
     reg.put_manifest(ctx, repository, tag, body, image.media_type)
 
 
-@contextlib.contextmanager
-def _image_lock(ctx: Context, repository: str, key: str) -> Iterator[None]:
+def _image_lock(ctx: Context, repository: str, key: str) -> contextlib.AbstractContextManager[None]:
     """One maker per image on this machine; the others wait and then find it made."""
     name = "image-" + re.sub(r"[^a-z0-9._-]", "_", f"{repository}-{key}")
-    path = layout.lock_file_path(ctx.settings.data_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return file_lock(layout.lock_file_path(ctx.settings.data_dir, name))
