@@ -26,13 +26,11 @@ def start_services(settings: Settings, *, workers: int = 2) -> Context:
     create_namespace(ctx, DEFAULT_NAMESPACE, exist_ok=True)
     if settings.redis_url:
         ctx.jobs = RQQueue(settings)  # builds run on `condastore worker` processes
-        for directory in settings.watch_dirs:
-            DirectoryWatcher(ctx, Path(directory), settings.watch_namespace).start()
+        _watch(ctx, settings)
         return ctx
     Scheduler(ctx).start()
     queue = InProcessQueue(ctx, workers=workers)
-    for directory in settings.watch_dirs:
-        DirectoryWatcher(ctx, Path(directory), settings.watch_namespace).start()
+    _watch(ctx, settings)
     ctx.jobs = queue
     requeued = recover_interrupted(ctx)
     for build_id in requeued:
@@ -40,3 +38,9 @@ def start_services(settings: Settings, *, workers: int = 2) -> Context:
     if requeued:
         logger.info("requeued %d builds left queued by a previous run", len(requeued))
     return ctx
+
+
+def _watch(ctx: Context, settings: Settings) -> None:
+    for directory in settings.watch_dirs:
+        watcher = DirectoryWatcher(ctx, Path(directory), settings.watch_namespace)
+        ctx.watchers.append(watcher.start())

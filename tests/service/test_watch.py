@@ -88,3 +88,26 @@ def test_the_watcher_reacts_to_inotify_events(ctx, make_test_channel, tmp_path):
         eventually(archived)
     finally:
         watcher.stop()
+
+
+def test_the_api_lists_watched_directories_and_their_broken_files(ctx, make_test_channel, tmp_path):
+    from falcon import testing
+
+    from condastore_core.service.users import create_user, issue_token
+    from condastore_web.app import create_app
+
+    channel = make_test_channel([PackageDef("hello", "1.0")])
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    write(specs / "ok.yml", channel, "fine", "hello")
+    (specs / "bad.yml").write_text("name: [\n")
+    watcher = DirectoryWatcher(ctx, specs, "filesystem")
+    watcher.sync()
+    ctx.watchers.append(watcher)
+    create_user(ctx, "root", "a long password", admin=True)
+    client = testing.TestClient(
+        create_app(ctx), headers={"Authorization": f"Bearer {issue_token(ctx, 'root').token}"}
+    )
+    [item] = client.simulate_get("/api/v1/watched").json["items"]
+    assert item["environments"] == ["fine"]
+    assert list(item["errors"]) == [str(specs / "bad.yml")]

@@ -194,6 +194,7 @@ TABLE = [
     ("GET", "/api/v1/auth/me", "/api/v1/auth/me", None, "401 200 200 200 200 401 401 401 200"),
     ("POST", "/api/v1/tokens", "/api/v1/tokens", {}, "401 201 201 201 201 401 401 401 201"),
     ("GET", "/api/v1/users", "/api/v1/users", None, "401 403 403 403 403 401 401 401 200"),
+    ("GET", "/api/v1/watched", "/api/v1/watched", None, "401 403 403 403 403 401 401 401 200"),
     (
         "POST",
         "/api/v1/users",

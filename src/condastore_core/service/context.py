@@ -28,6 +28,8 @@ class Context:
     signer: TokenSigner
     #: Where new builds are sent; set by whoever runs the service (web app, worker).
     jobs: JobQueue | None = field(default=None)
+    #: Watched spec directories of this process (``service.watch.DirectoryWatcher``).
+    watchers: list = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Context:

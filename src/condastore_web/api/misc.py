@@ -11,7 +11,7 @@ from condastore_core.lock import to_conda_lock_yaml
 from condastore_core.service.context import Context
 from condastore_core.solve import native_platform, search_packages
 from condastore_core.spec import parse_spec
-from condastore_web.api.access import require_login
+from condastore_web.api.access import require_admin, require_login
 from condastore_web.api.bodies import SolveRequest, read_body
 from condastore_web.api.common import int_param
 
@@ -75,3 +75,25 @@ class PackageSearch:
                 for p in found
             ]
         }
+
+
+class WatchedDirectories:
+    """``GET /watched``: each watched spec directory and the files it could not use."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        require_admin(req)
+        items = []
+        for watcher in self.ctx.watchers:
+            report = watcher.last_report
+            items.append(
+                {
+                    "directory": str(watcher.directory),
+                    "namespace": watcher.namespace,
+                    "environments": sorted((report.submitted + report.unchanged) if report else []),
+                    "errors": dict(report.errors) if report else {},
+                }
+            )
+        resp.media = {"items": items}
