@@ -44,7 +44,9 @@ class Authenticate:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.principal = ANONYMOUS_PRINCIPAL
         req.context.token_expiry = None
-        if req.path.startswith(("/v2", "/auth/token", "/metrics", "/healthz", "/readyz")):
+        if req.path.startswith(
+            ("/v2", "/auth/token", "/metrics", "/healthz", "/readyz", "/static")
+        ):
             return  # the registry authenticates its clients its own way
         header = req.get_header("Authorization")
         if header:

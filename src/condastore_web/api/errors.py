@@ -59,8 +59,21 @@ def _set_error(resp: falcon.Response, status: int, code: str, message: str, deta
     resp.media = error_body(status, code, message, detail)
 
 
+def _is_page(req) -> bool:  # type: ignore[no-untyped-def]
+    return req.path.startswith("/ui")
+
+
+def _page_error(req, resp, status: int, title: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    from condastore_web.ui.render import render_error  # pages render errors as pages
+
+    render_error(req, resp, status, title, message)
+
+
 def handle_core_error(req, resp, exc: CondastoreError, params) -> None:  # type: ignore[no-untyped-def]
     status = status_of(exc)
+    if _is_page(req):
+        _page_error(req, resp, status, exc.code.replace("_", " ").capitalize(), exc.message)
+        return
     if status == 401:
         resp.set_header("WWW-Authenticate", 'Bearer realm="condastore"')
     _set_error(resp, status, exc.code, exc.message, exc.detail)
@@ -70,6 +83,15 @@ def handle_unexpected(req, resp, exc: Exception, params) -> None:  # type: ignor
     if isinstance(exc, falcon.HTTPError):
         raise exc  # falcon's own errors go through the serializer below
     logger.exception("unhandled error on %s %s", req.method, req.path)
+    if _is_page(req):
+        _page_error(
+            req,
+            resp,
+            500,
+            "Something went wrong",
+            "The server could not show this page; its log has the details.",
+        )
+        return
     _set_error(resp, 500, "INTERNAL", "internal server error; the server log has the details", None)
 
 
@@ -79,6 +101,9 @@ def serialize_http_error(req, resp, exc: falcon.HTTPError) -> None:  # type: ign
     title = (exc.title or "error").removeprefix(f"{status} ")  # "404 Not Found" -> "Not Found"
     code = getattr(exc, "code", None) or title.upper().replace(" ", "_")
     message = exc.description or exc.title or "error"
+    if _is_page(req) and status >= 400:
+        _page_error(req, resp, status, title, message)
+        return
     resp.content_type = falcon.MEDIA_JSON
     resp.media = error_body(status, str(code), message)
 

@@ -1,0 +1,75 @@
+// A little JavaScript where it earns its place: API calls with the CSRF header, live logs.
+function csrf() {
+  const m = document.cookie.match(/(?:^|; )condastore_csrf=([^;]+)/);
+  return m ? decodeURIComponent(m[1]) : "";
+}
+async function api(method, path, body) {
+  const r = await fetch("/api/v1" + path, {
+    method, credentials: "same-origin",
+    headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf()},
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = r.status === 204 ? null : await r.json();
+  if (!r.ok) throw new Error(data && data.error ? data.error.message : r.statusText);
+  return data;
+}
+function showError(id, err) { document.getElementById(id).textContent = err.message; }
+
+async function login(form) {
+  try {
+    await api("POST", "/auth/login", {username: form.username.value, password: form.password.value});
+    location.href = form.dataset.next || "/ui/environments";
+  } catch (e) { showError("error", e); }
+}
+async function logout() { await api("POST", "/auth/logout"); location.href = "/ui/login"; }
+
+async function preview() {
+  const out = document.getElementById("preview");
+  out.textContent = "solving…";
+  try {
+    const r = await api("POST", "/solve", {specification: document.getElementById("spec").value});
+    out.textContent = Object.entries(r.packages).map(([p, pkgs]) =>
+      p + ":\n" + pkgs.map(x => "  " + x.name + " " + x.version + " " + x.build).join("\n")).join("\n");
+    document.getElementById("error").textContent = "";
+  } catch (e) { out.textContent = ""; showError("error", e); }
+}
+async function submitSpec(namespace) {
+  try {
+    const b = await api("POST", "/environments",
+      {namespace, specification: document.getElementById("spec").value});
+    location.href = "/ui/builds/" + b.id;
+  } catch (e) { showError("error", e); }
+}
+async function apiAction(method, path, body, then) {
+  try { await api(method, path, body); location.href = then || location.href; }
+  catch (e) { alert(e.message); }
+}
+async function followBuild(id) {
+  let offset = 0;
+  const log = document.getElementById("log");
+  for (;;) {
+    const part = await api("GET", "/builds/" + id + "/log?offset=" + offset);
+    if (part.text) { log.textContent += part.text; log.scrollTop = log.scrollHeight; }
+    offset = part.next_offset;
+    const b = await api("GET", "/builds/" + id);
+    const st = document.getElementById("status");
+    st.textContent = b.status; st.className = "status " + b.status;
+    document.getElementById("step").textContent = b.step;
+    if (part.finished && b.status !== "QUEUED" && b.status !== "BUILDING") {
+      showArtifacts(id, b.artifacts);
+      return;
+    }
+    await new Promise(r => setTimeout(r, 700));
+  }
+}
+function showArtifacts(id, artifacts) {
+  const list = document.getElementById("artifacts");
+  list.replaceChildren(...artifacts.map(a => {
+    const li = document.createElement("li"), link = document.createElement("a");
+    link.href = "/api/v1/builds/" + id + "/artifacts/" + a.kind;
+    link.textContent = a.kind;
+    li.append(link, " ", Object.assign(document.createElement("span"),
+      {className: "muted", textContent: a.size + " bytes"}));
+    return li;
+  }));
+}

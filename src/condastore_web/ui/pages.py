@@ -1,0 +1,244 @@
+"""The pages of the web UI; each checks access exactly as the REST API does."""
+
+from __future__ import annotations
+
+import falcon
+import yaml
+
+from condastore_core.auth.rbac import Action
+from condastore_core.db.models import BuildStatus
+from condastore_core.errors import BuildNotFound
+from condastore_core.service import builds, environments, namespaces, policies, users
+from condastore_core.service.context import Context
+from condastore_core.spec import EnvironmentSpec
+from condastore_web.api.access import access_policy, principal, require, require_admin
+from condastore_web.api.access import visibility as visible
+from condastore_web.api.common import int_param
+from condastore_web.ui.render import render
+
+
+def _can(ctx: Context, req: falcon.Request, action: Action, ns: str, name: str) -> bool:
+    return access_policy(ctx, req).can(principal(req), action, ns, name)
+
+
+def _namespaces(ctx: Context, req: falcon.Request) -> list[str]:
+    return sorted(
+        n.name for n in namespaces.list_namespaces(ctx, limit=500, visible=visible(ctx, req)).items
+    )
+
+
+class Home:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise falcon.HTTPFound("/ui/environments")
+
+
+class Login:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        render(req, resp, "login.html", next=req.get_param("next") or "/ui/environments")
+
+
+class EnvironmentList:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        package = req.get_param("package")
+        page = environments.list_environments(
+            self.ctx,
+            namespace=req.get_param("namespace"),
+            search=req.get_param("search"),
+            limit=int_param(req, "limit", 100),
+            cursor=req.get_param("cursor"),
+            visible=visible(self.ctx, req),
+        )
+        items = page.items
+        if package:
+            with_package = {
+                b.environment_id
+                for b in builds.list_builds(
+                    self.ctx, package=package, limit=500, visible=visible(self.ctx, req)
+                ).items
+            }
+            items = [e for e in items if e.id in with_package]
+        render(
+            req,
+            resp,
+            "environments.html",
+            environments=items,
+            next_cursor=page.next_cursor,
+            search=req.get_param("search"),
+            namespace=req.get_param("namespace"),
+            package=package,
+            namespaces=_namespaces(self.ctx, req),
+        )
+
+
+class EnvironmentPage:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, ns: str, name: str) -> None:
+        require(
+            self.ctx, req, Action.READ, ns, name, hidden=f"environment {ns}/{name} does not exist"
+        )
+        env = environments.get_environment(self.ctx, ns, name)
+        history = builds.list_builds(self.ctx, namespace=ns, environment=name, limit=100).items
+        current = env.current_build
+        packages = builds.build_packages(self.ctx, current.id) if current else []
+        render(
+            req,
+            resp,
+            "environment.html",
+            ns=ns,
+            name=name,
+            env=env,
+            builds=history,
+            current=current,
+            packages=packages,
+            can_write=_can(self.ctx, req, Action.WRITE, ns, name),
+            can_delete=_can(self.ctx, req, Action.DELETE, ns, name),
+        )
+
+
+class DiffPage:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, ns: str, name: str) -> None:
+        require(
+            self.ctx, req, Action.READ, ns, name, hidden=f"environment {ns}/{name} does not exist"
+        )
+        old = req.get_param_as_int("from", required=True)
+        new = req.get_param_as_int("to", required=True)
+        changes = environments.diff_builds(self.ctx, ns, name, old, new)
+        render(req, resp, "diff.html", ns=ns, name=name, old=old, new=new, changes=changes)
+
+
+class EditPage:
+    """The spec editor, prefilled from an environment's current spec with ``?from=ns/name``."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        who = principal(req)
+        if who.anonymous:
+            raise falcon.HTTPFound(f"/ui/login?next={req.relative_uri}")
+        source = req.get_param("from")
+        namespace = who.name
+        spec_text = "name: my-environment\nchannels:\n  - conda-forge\ndependencies:\n  - python\n"
+        if source:
+            namespace, _, name = source.partition("/")
+            require(
+                self.ctx,
+                req,
+                Action.READ,
+                namespace,
+                name,
+                hidden=f"environment {source} does not exist",
+            )
+            env = environments.get_environment(self.ctx, namespace, name)
+            if env.current_build is not None:
+                spec = EnvironmentSpec.from_dict(env.current_build.specification.spec)
+                spec_text = yaml.safe_dump(spec.to_environment_yaml(), sort_keys=False)
+        render(
+            req,
+            resp,
+            "edit.html",
+            spec=spec_text,
+            source=source,
+            namespace=namespace,
+            namespaces=_namespaces(self.ctx, req),
+        )
+
+
+class BuildList:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page = builds.list_builds(
+            self.ctx,
+            status=req.get_param("status") or None,
+            package=req.get_param("package") or None,
+            limit=100,
+            visible=visible(self.ctx, req),
+        )
+        render(
+            req,
+            resp,
+            "builds.html",
+            builds=page.items,
+            status=req.get_param("status"),
+            package=req.get_param("package"),
+            statuses=[s.value for s in BuildStatus],
+        )
+
+
+class BuildPage:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, build_id: int) -> None:
+        build = builds.get_build(self.ctx, build_id)
+        env = build.environment
+        ns, name = env.namespace.name, env.name
+        require(
+            self.ctx,
+            req,
+            Action.READ,
+            ns,
+            name,
+            hidden=BuildNotFound(f"build {build_id} does not exist"),
+        )
+        render(
+            req,
+            resp,
+            "build.html",
+            build=build,
+            ns=ns,
+            name=name,
+            can_write=_can(self.ctx, req, Action.WRITE, ns, name),
+        )
+
+
+class AdminPage:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        require_admin(req)
+        scopes = ["", *_namespaces(self.ctx, req)]
+        rows = [
+            {
+                "scope": s,
+                "policy": policies.get_policy(self.ctx, s).model_dump(
+                    exclude_none=True, mode="json"
+                ),
+            }
+            for s in scopes
+        ]
+        render(
+            req,
+            resp,
+            "admin.html",
+            users=users.list_users(self.ctx),
+            bindings=users.list_role_bindings(self.ctx),
+            policies=[r for r in rows if r["policy"]],
+        )
+
+
+def mount(app: falcon.App, ctx: Context) -> None:
+    import importlib.resources
+
+    app.add_route("/", Home())
+    app.add_route("/ui/login", Login())
+    app.add_route("/ui/environments", EnvironmentList(ctx))
+    app.add_route("/ui/environments/{ns}/{name}", EnvironmentPage(ctx))
+    app.add_route("/ui/environments/{ns}/{name}/diff", DiffPage(ctx))
+    app.add_route("/ui/new", EditPage(ctx))
+    app.add_route("/ui/builds", BuildList(ctx))
+    app.add_route("/ui/builds/{build_id:int}", BuildPage(ctx))
+    app.add_route("/ui/admin", AdminPage(ctx))
+    static = importlib.resources.files("condastore_web") / "static"
+    app.add_static_route("/static", str(static))

@@ -1,0 +1,57 @@
+"""Jinja2 rendering with the filters the pages share, and the HTML error page."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import falcon
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+_env = Environment(
+    loader=PackageLoader("condastore_web", "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+def _filesize(value: int | None) -> str:
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return str(value)
+
+
+def _age(value: dt.datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    seconds = (dt.datetime.now(dt.UTC) - value).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "just now"
+
+
+_env.filters["filesize"] = _filesize
+_env.filters["age"] = _age
+
+
+def render(req: falcon.Request, resp: falcon.Response, template: str, **context: Any) -> None:
+    principal = getattr(req.context, "principal", None)
+    user = principal if principal is not None and not principal.anonymous else None
+    resp.content_type = falcon.MEDIA_HTML
+    resp.text = _env.get_template(template).render(
+        user=user, host=req.netloc, base_url=req.prefix, **context
+    )
+
+
+def render_error(
+    req: falcon.Request, resp: falcon.Response, status: int, title: str, message: str
+) -> None:
+    resp.status = status
+    render(req, resp, "error.html", status=status, title=title, message=message, path=req.path)
