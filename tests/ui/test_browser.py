@@ -84,6 +84,9 @@ def test_the_daily_path(site, browser, tmp_path):
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     log_in(page, url, "ada")
     page.goto(f"{url}/ui/new")
+    page.fill("#spec", "name: broken\ndependencies: [zstd\n")
+    page.click("text=Solve preview")
+    page.wait_for_function("document.getElementById('error').textContent.includes('line')")
     spec = f"name: tools\nchannels:\n  - {channel}\ndependencies:\n  - zstd\n"
     build_from_editor(page, spec)
     assert "linking zstd" in page.text_content("#log")
@@ -101,6 +104,7 @@ def test_the_daily_path(site, browser, tmp_path):
     build_from_editor(page, edited)
 
     page.goto(f"{url}/ui/environments/default/tools")
+    assert "ada" in page.text_content("table")  # who submitted each build
     page.screenshot(path=str(ARTIFACTS / "environment.png"), full_page=True)
     page.click("text=Compare selected builds")
     page.wait_for_url("**/diff?*")

@@ -122,6 +122,8 @@ class Build(Base):
     #: The lease of a running build: its worker renews it; a stale one means the worker died.
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     worker: Mapped[str | None] = mapped_column(String(128))
+    #: Who asked for the build (a user name; None for watched files and the system).
+    submitted_by: Mapped[str | None] = mapped_column(String(64))
     #: How many times the build was started (retries after a lost worker count too).
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 

@@ -122,7 +122,7 @@ def cancel_build(ctx: Context, build_id: int) -> Build:
     return get_build(ctx, build_id)
 
 
-def rebuild(ctx: Context, build_id: int) -> Build:
+def rebuild(ctx: Context, build_id: int, submitted_by: str | None = None) -> Build:
     """Queue a new build of the same spec (and lock, if it was built from one)."""
     check_free_space(ctx)
     with ctx.sessions.begin() as session:
@@ -136,6 +136,7 @@ def rebuild(ctx: Context, build_id: int) -> Build:
             input_lock=old.input_lock,
             status=BuildStatus.QUEUED,
             step="queued",
+            submitted_by=submitted_by,
         )
         session.add(build)
         session.flush()

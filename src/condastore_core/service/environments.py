@@ -101,6 +101,7 @@ def submit(
     description: str | None = None,
     platforms: list[str] | None = None,
     lock: Lock | None = None,
+    submitted_by: str | None = None,
 ) -> Build:
     """Create or update ``namespace/spec.name`` and queue a build of ``spec`` (or of ``lock``).
 
@@ -158,6 +159,7 @@ def submit(
             input_lock=input_lock,
             status=BuildStatus.QUEUED,
             step="queued",
+            submitted_by=submitted_by,
         )
         session.add(build)
         session.flush()

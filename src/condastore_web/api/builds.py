@@ -10,7 +10,7 @@ from condastore_core.service import builds
 from condastore_core.service.context import Context
 from condastore_core.service.logs import read_log
 from condastore_web.api import serialize
-from condastore_web.api.access import require, visibility
+from condastore_web.api.access import principal, require, visibility
 from condastore_web.api.common import int_param, send_artifact
 
 
@@ -99,7 +99,7 @@ class BuildRebuild:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, build_id: int) -> None:
         guard(self.ctx, req, Action.WRITE, build_id)
-        build = builds.rebuild(self.ctx, build_id)
+        build = builds.rebuild(self.ctx, build_id, submitted_by=principal(req).name)
         resp.media = serialize.build(build)
         resp.status = falcon.HTTP_202
         resp.location = f"{serialize.API}/builds/{build.id}"

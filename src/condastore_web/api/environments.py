@@ -12,7 +12,7 @@ from condastore_core.service import builds, environments
 from condastore_core.service.context import Context
 from condastore_core.spec import parse_spec
 from condastore_web.api import serialize
-from condastore_web.api.access import require, visibility
+from condastore_web.api.access import principal, require, visibility
 from condastore_web.api.bodies import CurrentBuild, EnvironmentCreate, read_body
 from condastore_web.api.common import int_param, send_artifact
 
@@ -58,6 +58,7 @@ class EnvironmentCollection:
             description=body.description,
             platforms=body.platforms,
             lock=lock,
+            submitted_by=principal(req).name,
         )
         resp.media = serialize.build(build)
         resp.status = falcon.HTTP_202

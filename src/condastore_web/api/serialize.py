@@ -59,6 +59,7 @@ def build(b: Build) -> dict[str, Any]:
         "size": b.size,
         "error": b.error,
         "reused_build_id": b.reused_build_id,
+        "submitted_by": b.submitted_by,
         "queued_at": _time(b.queued_at),
         "started_at": _time(b.started_at),
         "ended_at": _time(b.ended_at),

@@ -13,7 +13,15 @@ async function api(method, path, body) {
   if (!r.ok) throw new Error(data && data.error ? data.error.message : r.statusText);
   return data;
 }
-function showError(id, err) { document.getElementById(id).textContent = err.message; }
+function showError(id, err) {
+  document.getElementById(id).textContent = err.message;
+  const line = /line (\d+)/.exec(err.message), spec = document.getElementById("spec");
+  if (line && spec) {  // put the cursor on the line the error names
+    const lines = spec.value.split("\n"), n = Math.min(+line[1], lines.length) - 1;
+    const start = lines.slice(0, n).reduce((a, l) => a + l.length + 1, 0);
+    spec.focus(); spec.setSelectionRange(start, start + lines[n].length);
+  }
+}
 
 async function login(form) {
   try {
