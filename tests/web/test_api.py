@@ -222,3 +222,10 @@ def test_a_nearly_full_disk_refuses_new_builds(ctx, channel):
     )
     assert_error(r, 507, "INSUFFICIENT_STORAGE", "min_free_bytes")
     assert client.simulate_get(f"{API}/builds").json["items"] == []
+
+
+def test_package_search_refuses_bad_channels_and_platforms(client):
+    r = client.simulate_get(f"{API}/packages", params={"q": "x", "channel": "~\x15nobody/x"})
+    assert_error(r, 400, "SPEC_INVALID", "invalid channel path")
+    r = client.simulate_get(f"{API}/packages", params={"q": "x", "platform": "mars-64"})
+    assert_error(r, 400, "INVALID_REQUEST", "mars-64")

@@ -10,7 +10,7 @@ from condastore_core.errors import InvalidRequest
 from condastore_core.lock import to_conda_lock_yaml
 from condastore_core.service.context import Context
 from condastore_core.solve import native_platform, search_packages
-from condastore_core.spec import parse_spec
+from condastore_core.spec import KNOWN_PLATFORMS, parse_spec
 from condastore_web.api.access import require_admin, require_login
 from condastore_web.api.bodies import SolveRequest, read_body
 from condastore_web.api.common import int_param
@@ -62,6 +62,9 @@ class PackageSearch:
         platforms = [p for p in req.get_param_as_list("platform") or [] if p.strip()]
         channels = channels or list(self.ctx.settings.channels)
         platforms = platforms or [native_platform()]
+        unknown = [p for p in platforms if p not in KNOWN_PLATFORMS]
+        if unknown:
+            raise InvalidRequest(f"unknown platform {unknown[0]!r}")
         limit = max(1, min(int_param(req, "limit", 50) or 50, 200))
         found = search_packages(self.ctx.solver, query, channels, platforms, limit)
         resp.media = {
