@@ -70,7 +70,10 @@ def test_api_conforms_to_its_document(label, api_app):
     SCHEMA.app = app
 
     @given(case=OPERATIONS[label].as_strategy())
-    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    # Derandomized: the same cases on every run, so CI never turns red by chance.
+    @settings(
+        max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+    )
     def check(case):
         # Every check but two. "A schema-valid request is accepted": a spec is YAML inside
         # a JSON string, and what makes it valid cannot be said in JSON Schema. "Requests
