@@ -111,3 +111,23 @@ def test_the_api_lists_watched_directories_and_their_broken_files(ctx, make_test
     [item] = client.simulate_get("/api/v1/watched").json["items"]
     assert item["environments"] == ["fine"]
     assert list(item["errors"]) == [str(specs / "bad.yml")]
+
+
+def test_the_admin_page_shows_broken_watched_files(ctx, make_test_channel, tmp_path):
+    from falcon import testing
+
+    from condastore_core.service.users import create_user, issue_token
+    from condastore_web.app import create_app
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "bad.yml").write_text("name: [\n")
+    watcher = DirectoryWatcher(ctx, specs, "filesystem")
+    watcher.sync()
+    ctx.watchers.append(watcher)
+    create_user(ctx, "root", "a long password", admin=True)
+    client = testing.TestClient(
+        create_app(ctx), headers={"Authorization": f"Bearer {issue_token(ctx, 'root').token}"}
+    )
+    page = client.simulate_get("/ui/admin").text
+    assert "bad.yml" in page and "Watched spec directories" in page

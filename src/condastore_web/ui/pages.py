@@ -14,6 +14,7 @@ from condastore_core.spec import EnvironmentSpec
 from condastore_web.api.access import access_policy, principal, require, require_admin
 from condastore_web.api.access import visibility as visible
 from condastore_web.api.common import int_param
+from condastore_web.api.misc import watched_directory
 from condastore_web.ui.render import render
 
 
@@ -225,6 +226,7 @@ class AdminPage:
             users=users.list_users(self.ctx),
             bindings=users.list_role_bindings(self.ctx),
             policies=[r for r in rows if r["policy"]],
+            watched=[watched_directory(w) for w in self.ctx.watchers],
         )
 
 
