@@ -174,3 +174,29 @@ def test_past_the_layer_budget_the_smallest_layers_merge(make_test_channel, tmp_
     assert {"opt/conda/bin/s1", "opt/conda/bin/s2", "opt/conda/bin/s3"} <= set(members)
     again = make_builder(tmp_path / "fresh", max_layers=3).build(lock, "linux-64")
     assert [r.digest for r in again.layers] == [r.digest for r in image.layers]
+
+
+def test_past_the_layer_budget_the_least_shared_layers_merge_first(make_test_channel, tmp_path):
+    url = make_test_channel(
+        [
+            PackageDef("big", "1.0", files={"bin/big": "#!/bin/sh\n" + "echo big\n" * 2000}),
+            PackageDef("s1", "1.0"),
+            PackageDef("s2", "1.0"),
+            PackageDef("s3", "1.0"),
+        ]
+    )
+    lock = lock_of(url, "big", "s1", "s2", "s3")
+    b = make_builder(tmp_path, max_layers=3)
+    b.build(lock, "linux-64")
+    by_package = {name: r.digest for name, r in b.plan(lock, "linux-64").layers.items()}
+    asked: list[list[str]] = []
+
+    def popularity(digests):
+        asked.append(list(digests))
+        return {by_package["s1"]: 7, by_package["big"]: 3}  # s2, s3: used by no other image
+
+    b = make_builder(tmp_path, max_layers=3, popularity=popularity)
+    image = b.build(lock, "linux-64")
+    assert asked and set(asked[0]) == {by_package[n] for n in ("big", "s1", "s2", "s3")}
+    # Three of four merge: the unshared s2 and s3, then big (less used than s1), not s1.
+    assert [r.packages for r in image.layers[:-1]] == [("s1",), ("big", "s2", "s3")]

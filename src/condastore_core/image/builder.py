@@ -13,13 +13,14 @@ Nothing runs a container, so images for other platforms are built the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,24 @@ exec "$@"
 
 
 @dataclass(frozen=True)
+class LayerPlan:
+    """One platform's packages in link order, their layer cache keys, and the layers found."""
+
+    platform: str
+    packages: tuple[LockedPackage, ...]
+    keys: Mapping[str, str]
+    layers: Mapping[str, LayerRecord]
+    python: str | None
+
+    @property
+    def missing(self) -> list[LockedPackage]:
+        return [p for p in self.packages if p.name not in self.layers]
+
+    def with_layers(self, found: Mapping[str, LayerRecord]) -> LayerPlan:
+        return dataclasses.replace(self, layers={**self.layers, **found})
+
+
+@dataclass(frozen=True)
 class BuiltImage:
     platform: str
     manifest: bytes
@@ -75,6 +94,7 @@ class ImageBuilder:
         prefix: str = DEFAULT_PREFIX,
         compression: str = GZIP,
         max_layers: int = MAX_LAYERS,
+        popularity: Callable[[Sequence[str]], Mapping[str, int]] | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -83,6 +103,22 @@ class ImageBuilder:
         self.prefix = "/" + prefix.strip("/")
         self.compression = compression
         self.max_layers = max_layers
+        #: layer digest -> how many images use it; past the budget the least used merge.
+        self.popularity = popularity
+
+    def plan(self, lock: Lock, platform: str) -> LayerPlan:
+        """Which layers the platform's image needs and which of them are cached already."""
+        if platform not in oci.OCI_PLATFORMS:
+            raise ValueError(f"images are built for linux platforms only, not {platform}")
+        packages = link_order(lock.records(platform))
+        python = python_version(tuple(packages))
+        keys = {
+            p.name: layer_cache_key(p, self.prefix, platform, self.compression, python)
+            for p in packages
+        }
+        hits = self.cache.get_many(keys.values())
+        layers = {p.name: hits[keys[p.name]] for p in packages if keys[p.name] in hits}
+        return LayerPlan(platform, tuple(packages), keys, layers, python)
 
     def build(
         self,
@@ -93,30 +129,35 @@ class ImageBuilder:
         base: BaseImage = SCRATCH,
         reporter: Reporter | None = None,
     ) -> BuiltImage:
-        if platform not in oci.OCI_PLATFORMS:
-            raise ValueError(f"images are built for linux platforms only, not {platform}")
+        """Plan, build the missing layers here, and assemble the image."""
         reporter = reporter or NullReporter()
-        packages = link_order(lock.records(platform))
-        python = python_version(packages)
-        keys = {
-            p.name: layer_cache_key(p, self.prefix, platform, self.compression, python)
-            for p in packages
-        }
-        layers: dict[str, LayerRecord] = {}
-        for p in packages:
-            hit = self.cache.get(keys[p.name])
-            if hit is not None:
-                layers[p.name] = hit
-        missing = [p for p in packages if p.name not in layers]
+        plan = self.plan(lock, platform)
         reporter.log(
-            f"image {platform}: {len(packages)} packages, "
-            f"{len(packages) - len(missing)} layers cached, {len(missing)} to build"
+            f"image {platform}: {len(plan.packages)} packages, "
+            f"{len(plan.layers)} layers cached, {len(plan.missing)} to build"
         )
-        if missing:
-            layers.update(self._build_layers(lock, platform, missing, keys, python, reporter))
+        built = self.build_layers(lock, platform, [p.name for p in plan.missing], reporter)
+        return self.assemble(
+            lock, plan.with_layers(built), labels=labels, base=base, layers_built=len(built)
+        )
 
+    def assemble(
+        self,
+        lock: Lock,
+        plan: LayerPlan,
+        *,
+        labels: Mapping[str, str] | None = None,
+        base: BaseImage = SCRATCH,
+        layers_built: int = 0,
+    ) -> BuiltImage:
+        """The image of a plan whose package layers all exist: config, final layer, manifest."""
+        if plan.missing:
+            names = ", ".join(p.name for p in plan.missing)
+            raise ValueError(f"layers of {names} are not built yet")
+        packages = list(plan.packages)
+        platform = plan.platform
         base_has_shell = base.has_shell
-        ordered = [layers[p.name] for p in packages]
+        ordered = [plan.layers[p.name] for p in packages]
         ordered = self._within_budget(ordered, reserved=len(base.layers))
         final = self._final_layer(lock, platform, packages, base_has_shell)
         ordered = [*base.layers, *ordered, final]
@@ -157,23 +198,31 @@ class ImageBuilder:
             manifest_info.digest,
             config_info.digest,
             tuple(ordered),
-            len(missing),
+            layers_built,
         )
 
     # -- layers ------------------------------------------------------------------
 
-    def _build_layers(
+    def build_layers(
         self,
         lock: Lock,
         platform: str,
-        missing: list[LockedPackage],
-        keys: dict[str, str],
-        python: str | None,
-        reporter: Reporter,
+        names: Collection[str],
+        reporter: Reporter | None = None,
     ) -> dict[str, LayerRecord]:
-        names = {p.name for p in missing}
-        if python and any(p.noarch == "python" for p in missing):
-            names.add("python")  # noarch python packages are placed for this python
+        """Build the layers of the packages ``names`` that are still missing; cache each one.
+
+        This is the unit of work a layer job runs: installs only those packages
+        (and python, where noarch python packages need it) into a scratch prefix.
+        """
+        reporter = reporter or NullReporter()
+        plan = self.plan(lock, platform)
+        missing = [p for p in plan.missing if p.name in set(names)]
+        if not missing:
+            return {}
+        wanted = {p.name for p in missing}
+        if plan.python and any(p.noarch == "python" for p in missing):
+            wanted.add("python")  # noarch python packages are placed for this python
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
         built: dict[str, LayerRecord] = {}
         with tempfile.TemporaryDirectory(dir=self.scratch_dir, prefix="image-") as tmp:
@@ -184,7 +233,7 @@ class ImageBuilder:
                 staging,
                 self.package_cache_dir,
                 reporter,
-                only=names,
+                only=wanted,
                 patched_prefix=self.prefix,
             )
             installed = read_installed(staging)
@@ -192,7 +241,7 @@ class ImageBuilder:
                 reporter.step("building layers", i, len(missing))
                 entries = layer_entries(staging, self.prefix, installed[pkg.name])
                 record = self._write(entries, (pkg.name,))
-                self.cache.put(keys[pkg.name], record)  # only after the blob is committed
+                self.cache.put(plan.keys[pkg.name], record)  # only after the blob is committed
                 built[pkg.name] = record
             shutil.rmtree(staging, ignore_errors=True)
         return built
@@ -237,18 +286,24 @@ class ImageBuilder:
         return self._write(entries, ())
 
     def _within_budget(self, layers: list[LayerRecord], reserved: int = 0) -> list[LayerRecord]:
-        """Keep at most ``max_layers`` (final layer included): merge the smallest past it.
+        """Keep at most ``max_layers`` (final layer included): merge the least shared past it.
 
-        The smallest layers are the cheapest to pull twice when another image
-        shares only some of them; the merged layer is cached by its parts.
+        As nixery does, layers few images use are merged first (they are least
+        likely to be pulled again for another image), the smallest first among
+        equally shared ones (cheapest to pull twice). The merged layer is cached
+        by its parts.
         """
         budget = self.max_layers - 1 - reserved  # the final layer and the base's take theirs
         if budget < 1:
             raise ValueError(f"the base image alone has {reserved} of {self.max_layers} layers")
         if len(layers) <= budget:
             return layers
+        uses = self.popularity([r.digest for r in layers]) if self.popularity else {}
         count = len(layers) - budget + 1
-        chosen = set(sorted(range(len(layers)), key=lambda i: (layers[i].size, i))[:count])
+        rank = sorted(
+            range(len(layers)), key=lambda i: (uses.get(layers[i].digest, 0), layers[i].size, i)
+        )
+        chosen = set(rank[:count])
         merged = self._merge([layers[i] for i in sorted(chosen)])
         return [layer for i, layer in enumerate(layers) if i not in chosen] + [merged]
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +35,10 @@ class LayerRecord:
 
 class LayerCache(Protocol):
     def get(self, key: str) -> LayerRecord | None: ...
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, LayerRecord]:
+        """The hits among ``keys`` (misses are left out)."""
+        ...
 
     def put(self, key: str, record: LayerRecord) -> None: ...
 
@@ -59,6 +64,10 @@ class FileLayerCache:
             self.errors += 1
             log.warning("layer cache entry %s unreadable, treated as a miss: %s", key, exc)
         return None
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, LayerRecord]:
+        hits = {key: self.get(key) for key in keys}
+        return {key: record for key, record in hits.items() if record is not None}
 
     def put(self, key: str, record: LayerRecord) -> None:
         path = layout.layer_cache_path(self.data_dir, key)
