@@ -282,3 +282,22 @@ class RegistryUpload(Base):
     repository: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ImageLayer(Base):
+    """The layer cache: a package's image layer (by package, prefix, platform...) -> its blob.
+
+    Shared by every process of an installation, so a layer built by a worker on
+    one machine is found by a request on another. A row is written only after
+    its blob is committed; a row whose blob has gone is a miss.
+    """
+
+    __tablename__ = "image_layers"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(140))
+    diff_id: Mapped[str] = mapped_column(String(140))
+    size: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(255))
+    packages: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
