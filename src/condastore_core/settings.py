@@ -70,6 +70,19 @@ class Settings:
     #: What environment images stand on: "" (scratch), an OCI layout directory, or a
     #: registry reference such as ``docker.io/library/debian:bookworm-slim`` (pulled once).
     image_base: str = ""
+    #: Per-namespace bases for managed environments' images, e.g. ``{"ml": "/srv/bases/cuda"}``;
+    #: a namespace not named here uses ``image_base``.
+    image_namespace_bases: Mapping[str, str] = field(default_factory=dict)
+    #: Where the environment sits inside images, and how their layers are compressed.
+    image_prefix: str = "/opt/conda"
+    image_compression: str = "gzip"
+    #: A request for an image waits this long for its layers; past it, the client is told
+    #: to come back (503 with Retry-After) while the layer jobs go on.
+    image_wait_seconds: float = 600
+    #: Missing layers of one image are split into at most this many jobs run in parallel.
+    image_layer_jobs: int = 4
+    #: ``conda/<pkgs>:latest`` is solved again at most this often (seconds).
+    image_solve_ttl_seconds: float = 300
     #: Rights of requests without credentials, e.g. ``("public/*=viewer",)``; none by default.
     anonymous_bindings: tuple[str, ...] = ()
     #: Lifetime of a login (session) token, and the longest any token may live.
@@ -160,7 +173,7 @@ def _coerce(key: str, value: Any) -> Any:
         if key in ("channels", "anonymous_bindings", "watch_dirs"):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(c.strip() for c in items if c.strip())
-        if key == "virtual_packages":
+        if key in ("virtual_packages", "image_namespace_bases"):
             if isinstance(value, str):
                 pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
                 return {k.strip(): v.strip() for k, v in pairs}
@@ -178,10 +191,16 @@ def _coerce(key: str, value: Any) -> Any:
             "build_lease_seconds",
             "build_timeout_seconds",
             "gc_interval_hours",
+            "image_wait_seconds",
+            "image_solve_ttl_seconds",
         ):
             return float(value)
-        if key in ("build_max_attempts", "min_free_bytes"):
+        if key in ("build_max_attempts", "min_free_bytes", "image_layer_jobs"):
             return int(value)
+        if key == "image_compression":
+            if value not in ("gzip", "zstd"):
+                raise ValueError(f"expected gzip or zstd, got {value!r}")
+            return value
         if key == "signing_key_path":
             return Path(value).expanduser()
     except (ValueError, TypeError) as exc:

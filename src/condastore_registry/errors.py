@@ -22,6 +22,8 @@ STATUS = {
     "DENIED": 403,
     "UNSUPPORTED": 405,
     "TOOMANYREQUESTS": 429,
+    "UNAVAILABLE": 503,
+    "UNKNOWN": 500,
 }
 
 
@@ -41,6 +43,8 @@ def send_error(resp: falcon.Response, exc: RegistryError) -> None:
     if exc.code == "BLOB_UPLOAD_INVALID" and detail.get("range_not_satisfiable"):
         status = 416
         resp.set_header("Range", f"0-{max(detail.get('size', 0) - 1, 0)}")
+    if "retry_after" in detail:
+        resp.set_header("Retry-After", str(detail["retry_after"]))
     resp.status = status
     error: dict = {"code": exc.code, "message": exc.message}
     if exc.detail is not None:

@@ -39,11 +39,26 @@ def test_env_virtual_packages_and_removal():
     assert s.virtual_package_overrides() == {"__cuda": "12.2", "__glibc": None}
 
 
+def test_image_settings_from_the_environment():
+    s = load_settings(
+        environ={
+            "CONDASTORE_IMAGE_NAMESPACE_BASES": "ml=/srv/bases/cuda, web=debian:bookworm-slim",
+            "CONDASTORE_IMAGE_WAIT_SECONDS": "2.5",
+            "CONDASTORE_IMAGE_LAYER_JOBS": "8",
+            "CONDASTORE_IMAGE_COMPRESSION": "zstd",
+        }
+    )
+    assert s.image_namespace_bases == {"ml": "/srv/bases/cuda", "web": "debian:bookworm-slim"}
+    assert (s.image_wait_seconds, s.image_layer_jobs, s.image_compression) == (2.5, 8, "zstd")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
         ({"environ": {"CONDASTORE_TARBALL": "maybe"}}, "invalid value for setting 'tarball'"),
         ({"environ": {}, "config_file": Path("/nonexistent/c.toml")}, "does not exist"),
+        ({"environ": {"CONDASTORE_IMAGE_COMPRESSION": "xz"}}, "expected gzip or zstd"),
+        ({"environ": {"CONDASTORE_IMAGE_LAYER_JOBS": "four"}}, "'image_layer_jobs'"),
     ],
 )
 def test_bad_settings_are_clear(kwargs, words):

@@ -12,6 +12,18 @@ class JobQueue(Protocol):
     def enqueue_pack(self, build_id: int) -> None:
         """Make the conda-pack tarball of a completed build (artifacts queue)."""
 
+    def enqueue_layers(
+        self, job_id: str, lock_json: str, platform: str, names: list[str], image: dict[str, str]
+    ) -> None:
+        """Build the image layers of packages ``names`` of a lock (``Lock`` as JSON).
+
+        ``image`` holds the builder's ``prefix`` and ``compression``. A job id that
+        is queued or running is not enqueued again; a finished or failed one is.
+        """
+
+    def layers_failure(self, job_id: str) -> str | None:
+        """Why the last run of a layer job failed; None if it has not (yet)."""
+
     def stop_build(self, build_id: int, worker: str | None) -> None:
         """Stop a running build at once where the engine can (it was canceled)."""
 

@@ -45,3 +45,12 @@ def pack_job(build_id: int) -> bool:
     from condastore_core.service.runner import pack_build
 
     return pack_build(worker_context(), build_id)
+
+
+def layers_job(lock_json: str, platform: str, names: list[str], image: dict[str, str]) -> int:
+    """Build some missing layers of an image (the image queue); returns how many."""
+    from condastore_core.lock import Lock
+    from condastore_core.service.images import build_layers
+
+    lock = Lock.model_validate_json(lock_json)
+    return build_layers(worker_context(), lock, platform, names, **image)

@@ -10,7 +10,9 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from condastore_core.lock import Lock
 from condastore_core.service.context import Context
+from condastore_core.service.images import build_layers
 from condastore_core.service.runner import pack_build, run_build
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,12 @@ class InProcessQueue:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="condastore-build")
         self._pending: dict[int, Future[object]] = {}
         self._lock = threading.Lock()
+        # Image layers have a pool of their own: a pull never waits behind a long build.
+        self._layer_pool = ThreadPoolExecutor(
+            max_workers=max(1, ctx.settings.image_layer_jobs), thread_name_prefix="condastore-image"
+        )
+        self._layer_jobs: dict[str, Future[object]] = {}
+        self._layer_errors: dict[str, str] = {}
 
     def enqueue_build(self, build_id: int) -> None:
         with self._lock:
@@ -54,12 +62,40 @@ class InProcessQueue:
             with self._lock:
                 self._pending.pop(build_id, None)
 
+    def enqueue_layers(
+        self, job_id: str, lock_json: str, platform: str, names: list[str], image: dict[str, str]
+    ) -> None:
+        with self._lock:
+            if job_id in self._layer_jobs:
+                return
+            self._layer_errors.pop(job_id, None)
+            self._layer_jobs[job_id] = self._layer_pool.submit(
+                self._layers, job_id, lock_json, platform, names, image
+            )
+
+    def _layers(
+        self, job_id: str, lock_json: str, platform: str, names: list[str], image: dict[str, str]
+    ) -> None:
+        try:
+            build_layers(self._ctx, Lock.model_validate_json(lock_json), platform, names, **image)
+        except Exception as exc:
+            logger.exception("image layer job %s failed", job_id)
+            with self._lock:
+                self._layer_errors[job_id] = str(exc) or type(exc).__name__
+        finally:
+            with self._lock:
+                self._layer_jobs.pop(job_id, None)
+
+    def layers_failure(self, job_id: str) -> str | None:
+        with self._lock:
+            return self._layer_errors.get(job_id)
+
     def stop_build(self, build_id: int, worker: str | None) -> None:
         """Threads cannot be killed: the build sees its cancel flag at its next step."""
 
     def queue_depths(self) -> dict[str, int]:
         with self._lock:
-            return {"in-process": len(self._pending)}
+            return {"in-process": len(self._pending), "in-process-image": len(self._layer_jobs)}
 
     def wait_idle(self, timeout: float | None = None) -> None:
         """Block until every submitted job, and any job those queued, has finished."""
@@ -73,3 +109,4 @@ class InProcessQueue:
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        self._layer_pool.shutdown(wait=wait, cancel_futures=not wait)

@@ -14,12 +14,13 @@ from redis import Redis
 from rq import Callback, Queue
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
 
 from condastore_core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-QUEUE_KINDS = ("build", "solve", "artifacts")
+QUEUE_KINDS = ("build", "solve", "artifacts", "image")
 
 
 def queue_name(kind: str) -> str:
@@ -56,6 +57,37 @@ class RQQueue:
             result_ttl=24 * 3600,
             description=f"tarball of build {build_id}",
         )
+
+    def enqueue_layers(
+        self, job_id: str, lock_json: str, platform: str, names: list[str], image: dict[str, str]
+    ) -> None:
+        try:
+            status = Job.fetch(job_id, connection=self.redis).get_status()
+        except NoSuchJobError:
+            status = None
+        if status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED):
+            return  # another request's job: share it
+        # Two servers may both get here; running a layer job twice is harmless.
+        self.queue("image").enqueue_call(
+            "condastore_core.jobs.functions.layers_job",
+            args=(lock_json, platform, names, image),
+            job_id=job_id,
+            timeout=int(self.settings.build_timeout_seconds),
+            result_ttl=3600,
+            failure_ttl=24 * 3600,
+            description=f"{len(names)} image layers for {platform}",
+        )
+
+    def layers_failure(self, job_id: str) -> str | None:
+        try:
+            job = Job.fetch(job_id, connection=self.redis)
+        except NoSuchJobError:
+            return None
+        if job.get_status() not in (JobStatus.FAILED, JobStatus.STOPPED):
+            return None
+        result = job.latest_result()
+        text = (result.exc_string if result is not None else None) or "the layer job failed"
+        return text.strip().splitlines()[-1]
 
     def stop_build(self, build_id: int, worker: str | None) -> None:
         """Kill the work process running the build (``worker`` ends with its RQ job id)."""

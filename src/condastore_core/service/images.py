@@ -11,13 +11,17 @@ Two kinds of repository resolve on demand:
   channels; ``:latest`` solves now, a build key tag pins that lock.
 
 Layers come from :class:`~condastore_core.image.builder.ImageBuilder`, one per
-package and shared between images. Requests for the same image wait on one
-lock and the second finds the first one's result.
+package and shared between images. Missing layers are built by layer jobs on
+the job engine, several in parallel; the request waits for them up to
+``image_wait_seconds`` and then tells the client to retry (the jobs go on).
+Requests for the same image wait on one lock and the second finds the first
+one's result; across servers, equal layer jobs share a job id.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import threading
@@ -32,13 +36,13 @@ from condastore_core.digests import Digest
 from condastore_core.errors import NotFound, SolveError, SpecError
 from condastore_core.image import manifest as oci
 from condastore_core.image.base import resolve_base
-from condastore_core.image.builder import ImageBuilder
-from condastore_core.image.cache import FileLayerCache
-from condastore_core.lock import Lock, parse_conda_lock_yaml
+from condastore_core.image.builder import ImageBuilder, LayerPlan
+from condastore_core.lock import Lock, LockedPackage, parse_conda_lock_yaml
 from condastore_core.locks import file_lock
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.environments import find_environment
+from condastore_core.service.layer_cache import DbLayerCache
 from condastore_core.solve import native_platform
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import put, read_all
@@ -101,7 +105,8 @@ def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
         except reg.RegistryError:
             digest, _ = artifacts[ArtifactKind.LOCKFILE.value]
             lock = parse_conda_lock_yaml(read_all(ctx.store, Digest.parse(digest)))
-            image = publish_image(ctx, repository, lock, [key], labels)
+            base = ctx.settings.image_namespace_bases.get(namespace, ctx.settings.image_base)
+            image = publish_image(ctx, repository, lock, [key], labels, base=base)
             publish_artifacts(ctx, repository, key, artifacts, image)
         if reference == "latest":
             _retag(ctx, repository, "latest", image)
@@ -129,8 +134,7 @@ def spec_from_name(repository: str, channels: tuple[str, ...]) -> EnvironmentSpe
         raise reg.RegistryError("NAME_INVALID", exc.message) from None
 
 
-#: ``latest`` of a dynamic name is solved at most this often per process (seconds).
-SOLVE_TTL_SECONDS = 300.0
+#: Recent solves of ``latest`` per dynamic name (``image_solve_ttl_seconds``), per process.
 _solved: dict[tuple[str, str], tuple[float, Lock]] = {}
 _solved_lock = threading.Lock()
 
@@ -140,7 +144,7 @@ def _solve_latest(ctx: Context, repository: str) -> Lock:
     cache_key = (str(ctx.settings.data_dir), repository)
     with _solved_lock:
         hit = _solved.get(cache_key)
-    if hit is not None and time.monotonic() - hit[0] < SOLVE_TTL_SECONDS:
+    if hit is not None and time.monotonic() - hit[0] < ctx.settings.image_solve_ttl_seconds:
         return hit[1]
     spec = spec_from_name(repository, tuple(ctx.settings.channels))
     platform = native_platform() if native_platform() in oci.OCI_PLATFORMS else "linux-64"
@@ -178,18 +182,44 @@ def _prepare_dynamic(ctx: Context, repository: str, reference: str) -> None:
 # -- publishing ---------------------------------------------------------------------
 
 
-def image_builder(ctx: Context) -> ImageBuilder:
+def image_builder(
+    ctx: Context, *, prefix: str | None = None, compression: str | None = None
+) -> ImageBuilder:
     data_dir = ctx.settings.data_dir
+    cache = DbLayerCache(ctx)
     return ImageBuilder(
         ctx.store,
-        FileLayerCache(data_dir, ctx.store),
+        cache,
         layout.package_cache_dir(data_dir),
         layout.scratch_dir(data_dir),
+        prefix=prefix or ctx.settings.image_prefix,
+        compression=compression or ctx.settings.image_compression,
+        popularity=cache.popularity,
     )
 
 
+def build_layers(
+    ctx: Context,
+    lock: Lock,
+    platform: str,
+    names: list[str],
+    *,
+    prefix: str | None = None,
+    compression: str | None = None,
+) -> int:
+    """The work of one layer job: build those packages' layers if still missing."""
+    builder = image_builder(ctx, prefix=prefix, compression=compression)
+    return len(builder.build_layers(lock, platform, names))
+
+
 def publish_image(
-    ctx: Context, repository: str, lock: Lock, tags: list[str], labels: dict[str, str]
+    ctx: Context,
+    repository: str,
+    lock: Lock,
+    tags: list[str],
+    labels: dict[str, str],
+    *,
+    base: str | None = None,
 ) -> reg.StoredManifest:
     """Build the lock's image (an index of images when it has several linux platforms)."""
     platforms = [p for p in lock.platforms if p in oci.OCI_PLATFORMS]
@@ -198,10 +228,13 @@ def publish_image(
             "MANIFEST_UNKNOWN", f"the lock has no linux platform to make an image of ({repository})"
         )
     builder = image_builder(ctx)
+    base_spec = ctx.settings.image_base if base is None else base
     descriptors = []
     for platform in platforms:
-        base = resolve_base(ctx.settings.image_base, platform, ctx.store)
-        image = builder.build(lock, platform, labels=labels, base=base)
+        plan = _layers_ready(ctx, builder, lock, platform)
+        image = builder.assemble(
+            lock, plan, labels=labels, base=resolve_base(base_spec, platform, ctx.store)
+        )
         config = ctx.store.stat(image.config_digest)
         reg.link_blob(ctx, repository, config.digest, config.size)
         for layer in image.layers:
@@ -224,6 +257,76 @@ def publish_image(
     for tag in tags:
         stored = reg.put_manifest(ctx, repository, tag, index, oci.INDEX)
     return stored
+
+
+# -- layers by jobs -----------------------------------------------------------------
+
+
+def _layers_ready(ctx: Context, builder: ImageBuilder, lock: Lock, platform: str) -> LayerPlan:
+    """The plan with every layer present: built by layer jobs, waited for up to a bound."""
+    plan = builder.plan(lock, platform)
+    if not plan.missing:
+        return plan
+    jobs = ctx.jobs
+    if jobs is None:  # no job engine (a command-line build): build here
+        return plan.with_layers(
+            builder.build_layers(lock, platform, [p.name for p in plan.missing])
+        )
+    lock_json = lock.model_dump_json()
+    image = {"prefix": builder.prefix, "compression": builder.compression}
+    job_ids = []
+    for group in layer_groups(list(plan.packages), ctx.settings.image_layer_jobs):
+        names = [p.name for p in group if p.name not in plan.layers]
+        if not names:
+            continue
+        keys = sorted(plan.keys[p.name] for p in group)
+        job_id = "condastore-layers-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:40]
+        jobs.enqueue_layers(job_id, lock_json, platform, names, image)
+        job_ids.append(job_id)
+    wanted = len(plan.missing)
+    deadline = time.monotonic() + ctx.settings.image_wait_seconds
+    delay = 0.02
+    while True:
+        plan = builder.plan(lock, platform)
+        if not plan.missing:
+            return plan
+        for job_id in job_ids:
+            failure = jobs.layers_failure(job_id)
+            if failure is not None:
+                raise reg.RegistryError("UNKNOWN", f"building image layers failed: {failure}")
+        if time.monotonic() >= deadline:
+            done = wanted - len(plan.missing)
+            raise reg.RegistryError(
+                "UNAVAILABLE",
+                f"the image is being built ({done} of {wanted} layers done); retry shortly",
+                detail={"retry_after": 10, "layers_built": done, "layers_missing": wanted - done},
+            )
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 1.0)
+
+
+def layer_groups(packages: list[LockedPackage], jobs: int) -> list[list[LockedPackage]]:
+    """Split an image's packages into at most ``jobs`` groups of similar download size.
+
+    A group's job builds those of its layers that are missing. Groups depend on
+    the image alone, not on what is cached at the time, so a client retrying
+    while the jobs run finds the same job ids and waits on them. python and the
+    noarch python packages stay together: a group holding one of them installs
+    python, which is worth doing once.
+    """
+    units: list[list[LockedPackage]] = []
+    pythonic = [p for p in packages if p.name == "python" or p.noarch == "python"]
+    if pythonic:
+        units.append(pythonic)
+    units += [[p] for p in packages if p not in pythonic]
+    units.sort(key=lambda u: (-sum(p.size or 0 for p in u), u[0].name))
+    groups: list[list[LockedPackage]] = [[] for _ in range(max(1, min(jobs, len(units))))]
+    sizes = [0] * len(groups)
+    for unit in units:
+        i = sizes.index(min(sizes))
+        groups[i].extend(unit)
+        sizes[i] += sum(p.size or 0 for p in unit)
+    return [sorted(g, key=lambda p: p.name) for g in groups if g]
 
 
 def publish_artifacts(
