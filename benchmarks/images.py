@@ -5,7 +5,8 @@ HTTP in this process: a cold pull of a new dynamic image (solve, install,
 layers), a pull of a second image sharing all packages but one, and warm
 pulls of an already-made image. A pull here is the manifest plus every blob
 it names. The warm manifest request is compared with the same manifest pushed
-as a static image, in the same run.
+as a static image, in the same run; the cold pull with parallel layer jobs is
+compared with the same pull, into an empty store, with one layer job.
 
     python -m benchmarks.images [--requests 200]
 """
@@ -18,9 +19,12 @@ import time
 from pathlib import Path
 
 import requests
+from sqlalchemy import func, select
 from tests.support.live_server import live_server
 
 from benchmarks.common import median, print_json_line, print_table, sample_channel_dir
+from condastore_core.db.models import ImageLayer
+from condastore_core.jobs.inprocess import InProcessQueue
 from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
@@ -30,8 +34,31 @@ MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 PASSWORD = "benchmark password"
 
 
-def layer_cache_entries(data_dir: Path) -> int:
-    return sum(1 for _ in (data_dir / "layer-cache").rglob("*.json"))
+def layer_cache_entries(ctx: Context) -> int:
+    with ctx.sessions() as session:
+        return session.scalar(select(func.count()).select_from(ImageLayer)) or 0
+
+
+def service(channel: str, layer_jobs: int) -> Context:
+    data_dir = Path(tempfile.mkdtemp(prefix="condastore-images-bench-"))
+    settings = {"data_dir": data_dir, "channels": channel, "tarball": False}
+    ctx = Context.from_settings(
+        load_settings({**settings, "image_layer_jobs": layer_jobs}, environ={})
+    )
+    ctx.jobs = InProcessQueue(ctx)  # layer jobs in threads, as `condastore serve` runs them
+    users.create_user(ctx, "bench", PASSWORD, admin=True)
+    return ctx
+
+
+def cold_pull_alone(channel: str, repo: str, layer_jobs: int) -> float:
+    """A cold pull into a store of its own (the peer figure, and a page-cache warm-up)."""
+    ctx = service(channel, layer_jobs)
+    with live_server(create_app(ctx)) as url:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {users.issue_token(ctx, 'bench').token}"
+        seconds = pull(session, url, repo)[0]
+    ctx.jobs.shutdown()
+    return seconds
 
 
 def pull(session: requests.Session, url: str, repo: str) -> tuple[float, dict, int]:
@@ -59,19 +86,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     channel = sample_channel_dir().as_uri()
-    data_dir = Path(tempfile.mkdtemp(prefix="condastore-images-bench-"))
-    ctx = Context.from_settings(
-        load_settings({"data_dir": data_dir, "channels": channel, "tarball": False}, environ={})
-    )
-    users.create_user(ctx, "bench", PASSWORD, admin=True)
+    first_repo, second_repo = "conda/openssl/zstd/libcurl", "conda/openssl/zstd/libcurl/xz"
+    cold_pull_alone(channel, first_repo, 4)  # reads the channel once: both runs find it cached
+    ctx = service(channel, 4)
     with live_server(create_app(ctx)) as url:
         session = requests.Session()  # a token, as registry clients use after a login
         session.headers["Authorization"] = f"Bearer {users.issue_token(ctx, 'bench').token}"
-        first_repo, second_repo = "conda/openssl/zstd/libcurl", "conda/openssl/zstd/libcurl/xz"
         cold_s, first, first_bytes = pull(session, url, first_repo)
-        cached_after_first = layer_cache_entries(data_dir)
+        cached_after_first = layer_cache_entries(ctx)
         shared_s, second, second_bytes = pull(session, url, second_repo)
-        built_for_second = layer_cache_entries(data_dir) - cached_after_first
+        built_for_second = layer_cache_entries(ctx) - cached_after_first
         warm_s, _, _ = pull(session, url, first_repo)
         # The same manifest as a plain pushed image, for the warm-request comparison.
         body = session.get(f"{url}/v2/{first_repo}/manifests/latest").content
@@ -87,6 +111,8 @@ def main() -> None:
         for _ in range(3):  # alternate, so noise hits both
             dynamic += manifest_seconds(session, url, first_repo, "latest", args.requests)
             static += manifest_seconds(session, url, "static/image", "v1", args.requests)
+    ctx.jobs.shutdown()
+    serial_s = cold_pull_alone(channel, first_repo, 1)
     referenced = sum(x["size"] for m in (first, second) for x in m["layers"])
     stored = sum(
         x["size"] for x in {x["digest"]: x for m in (first, second) for x in m["layers"]}.values()
@@ -94,6 +120,8 @@ def main() -> None:
     figures = {
         "cold_pull_s": round(cold_s, 3),
         "cold_layers": len(first["layers"]),
+        "cold_pull_one_job_s": round(serial_s, 3),
+        "parallel_layers_ratio": round(serial_s / cold_s, 3),
         "shared_pull_s": round(shared_s, 3),
         "shared_layers_built": built_for_second,
         "warm_pull_s": round(warm_s, 3),
@@ -113,6 +141,10 @@ def main() -> None:
             [
                 "cold pull (solve, install, layers, fetch)",
                 f"{cold_s:.2f} s, {len(first['layers'])} layers",
+            ],
+            [
+                "the same cold pull with one layer job",
+                f"{serial_s:.2f} s ({serial_s / cold_s:.2f}x the parallel pull's time)",
             ],
             [
                 "second image, one more package",
