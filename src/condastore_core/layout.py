@@ -13,8 +13,6 @@ Data directory (embedded defaults; every part can be moved by settings)::
         envs/<build_key>/                installed prefixes, one per build
         envs/.staging-<build_key>-<id>/  a prefix being installed
         builds/<build_key>.json          build records of the embedded (no database) pipeline
-        layer-cache/<ab>/<key>.json      image layer built for a package (key: package, prefix,
-                                         platform, compression), pointing at its blob
         tmp/                             scratch space for builds (staging prefixes, tarballs)
         locks/                           inter-process lock files
         keys/token-signing-key.pem       the Ed25519 key that signs API tokens (created once)
@@ -75,10 +73,6 @@ def staging_prefix_dir(data_dir: Path, build_key: str, attempt_id: str) -> Path:
 
 def build_record_path(data_dir: Path, build_key: str) -> Path:
     return data_dir / "builds" / f"{build_key}.json"
-
-
-def layer_cache_path(data_dir: Path, key: str) -> Path:
-    return data_dir / "layer-cache" / key[:2] / f"{key}.json"
 
 
 def scratch_dir(data_dir: Path) -> Path:

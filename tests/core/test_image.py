@@ -11,7 +11,7 @@ import pytest
 
 from condastore_core.digests import Digest
 from condastore_core.image.builder import ImageBuilder, link_order
-from condastore_core.image.cache import FileLayerCache
+from condastore_core.image.cache import LayerRecord
 from condastore_core.image.tarball import ZSTD
 from condastore_core.solve import Solver
 from condastore_core.spec import EnvironmentSpec
@@ -19,9 +19,25 @@ from condastore_core.store import LocalBlobStore, read_all
 from tests.support.packages import PackageDef
 
 
+class MemoryLayerCache:
+    """The layer cache interface over a dict (the service's lives in the database)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, LayerRecord] = {}
+
+    def get(self, key: str) -> LayerRecord | None:
+        return self.entries.get(key)
+
+    def get_many(self, keys):  # type: ignore[no-untyped-def]
+        return {k: self.entries[k] for k in keys if k in self.entries}
+
+    def put(self, key: str, record: LayerRecord) -> None:
+        self.entries[key] = record
+
+
 def make_builder(root, **kw) -> ImageBuilder:
     store = LocalBlobStore(root / "blobs")
-    return ImageBuilder(store, FileLayerCache(root, store), root / "pkgs", root / "tmp", **kw)
+    return ImageBuilder(store, MemoryLayerCache(), root / "pkgs", root / "tmp", **kw)
 
 
 def lock_of(channel, *deps, platform="linux-64"):

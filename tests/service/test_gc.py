@@ -6,9 +6,11 @@ import hashlib
 import json
 import threading
 
-from condastore_core.db.models import BuildStatus
+from sqlalchemy import select
+
+from condastore_core.db.models import BuildStatus, ImageLayer
 from condastore_core.digests import Digest
-from condastore_core.service import builds, environments, gc, policies
+from condastore_core.service import builds, environments, gc, images, policies
 from condastore_core.service import registry as reg
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import put, read_all
@@ -82,6 +84,27 @@ def test_retention_and_sweep_free_only_what_nothing_references(ctx, make_test_ch
     doc = json.loads(read_all(ctx.store, Digest.parse(found.digest)))
     assert all(ctx.store.exists(Digest.parse(b["digest"])) for b in doc["layers"])
     assert gc.collect(ctx, grace_seconds=0).bytes_freed == 0  # nothing left to free
+
+
+def test_sweeping_a_layer_blob_drops_its_layer_cache_entry(ctx, make_test_channel):
+    channel = make_test_channel([PackageDef("hello", "1.0"), PackageDef("other", "1.0")])
+    both = ctx.solver.solve(
+        EnvironmentSpec.from_dict({"name": "i", "channels": [channel], "dependencies": ["hello"]}),
+        ["linux-64"],
+    )
+    tagged = images.publish_image(ctx, "conda/hello", both, ["v1"], {})
+    lone = ctx.solver.solve(
+        EnvironmentSpec.from_dict({"name": "i", "channels": [channel], "dependencies": ["other"]}),
+        ["linux-64"],
+    )
+    assert images.build_layers(ctx, lone, "linux-64", ["other"]) == 1  # built, used by no image
+    gc.collect(ctx, grace_seconds=0)
+    with ctx.sessions() as session:
+        rows = {row.packages[0]: row.digest for row in session.scalars(select(ImageLayer))}
+    assert list(rows) == ["hello"]
+    doc = json.loads(read_all(ctx.store, Digest.parse(tagged.digest)))
+    assert rows["hello"] in {layer["digest"] for layer in doc["layers"]}
+    assert images.build_layers(ctx, lone, "linux-64", ["other"]) == 1  # a miss: built again
 
 
 def test_collection_alongside_pushes_and_builds_deletes_nothing_live(ctx, make_test_channel):

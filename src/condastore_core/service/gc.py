@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from condastore_core import layout
 from condastore_core.db.models import (
@@ -29,6 +29,7 @@ from condastore_core.db.models import (
     Build,
     BuildStatus,
     Environment,
+    ImageLayer,
     RegistryBlob,
     RegistryManifest,
     RegistryTag,
@@ -261,6 +262,7 @@ def _sweep(ctx: Context, report: GcReport, dry_run: bool, grace: float) -> None:
         with ctx.sessions.begin() as session:
             for row in session.scalars(select(RegistryBlob).where(RegistryBlob.digest.in_(dead))):
                 session.delete(row)
+            session.execute(delete(ImageLayer).where(ImageLayer.digest.in_(dead)))
     logger.info(
         "gc: %d blobs (%d bytes) %s",
         report.blobs_deleted,
