@@ -24,6 +24,9 @@ class JobQueue(Protocol):
     def layers_failure(self, job_id: str) -> str | None:
         """Why the last run of a layer job failed; None if it has not (yet)."""
 
+    def wait_layers(self, job_ids: list[str], timeout: float) -> bool:
+        """Wait until those layer jobs have all ended (True) or ``timeout`` passed (False)."""
+
     def stop_build(self, build_id: int, worker: str | None) -> None:
         """Stop a running build at once where the engine can (it was canceled)."""
 

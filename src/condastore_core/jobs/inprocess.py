@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from condastore_core.lock import Lock
@@ -89,6 +90,11 @@ class InProcessQueue:
     def layers_failure(self, job_id: str) -> str | None:
         with self._lock:
             return self._layer_errors.get(job_id)
+
+    def wait_layers(self, job_ids: list[str], timeout: float) -> bool:
+        with self._lock:
+            running = [self._layer_jobs[j] for j in job_ids if j in self._layer_jobs]
+        return not futures.wait(running, timeout=timeout).not_done
 
     def stop_build(self, build_id: int, worker: str | None) -> None:
         """Threads cannot be killed: the build sees its cancel flag at its next step."""

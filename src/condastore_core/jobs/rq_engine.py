@@ -9,6 +9,7 @@ its work process (RQ's stop command); its lease then settles it as CANCELED.
 from __future__ import annotations
 
 import logging
+import time
 
 from redis import Redis
 from rq import Callback, Queue
@@ -88,6 +89,20 @@ class RQQueue:
         result = job.latest_result()
         text = (result.exc_string if result is not None else None) or "the layer job failed"
         return text.strip().splitlines()[-1]
+
+    def wait_layers(self, job_ids: list[str], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        ended = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+        while True:
+            statuses = [
+                job.get_status(refresh=False) if job is not None else None
+                for job in Job.fetch_many(job_ids, connection=self.redis)
+            ]
+            if all(status is None or status in ended for status in statuses):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def stop_build(self, build_id: int, worker: str | None) -> None:
         """Kill the work process running the build (``worker`` ends with its RQ job id)."""

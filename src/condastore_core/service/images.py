@@ -37,6 +37,7 @@ from condastore_core.errors import NotFound, SolveError, SpecError
 from condastore_core.image import manifest as oci
 from condastore_core.image.base import resolve_base
 from condastore_core.image.builder import ImageBuilder, LayerPlan
+from condastore_core.jobs.base import JobQueue
 from condastore_core.lock import Lock, LockedPackage, parse_conda_lock_yaml
 from condastore_core.locks import file_lock
 from condastore_core.service import registry as reg
@@ -272,6 +273,39 @@ def _layers_ready(ctx: Context, builder: ImageBuilder, lock: Lock, platform: str
         return plan.with_layers(
             builder.build_layers(lock, platform, [p.name for p in plan.missing])
         )
+    wanted = len(plan.missing)
+    deadline = time.monotonic() + ctx.settings.image_wait_seconds
+    while True:
+        job_ids = _enqueue_layer_jobs(ctx, jobs, builder, lock, plan)
+        while True:
+            remaining = deadline - time.monotonic()
+            ended = jobs.wait_layers(job_ids, max(0.0, min(remaining, 1.0)))
+            plan = builder.plan(lock, platform)
+            if not plan.missing:
+                return plan
+            for job_id in job_ids:
+                failure = jobs.layers_failure(job_id)
+                if failure is not None:
+                    raise reg.RegistryError("UNKNOWN", f"building image layers failed: {failure}")
+            if time.monotonic() >= deadline:
+                done = wanted - len(plan.missing)
+                raise reg.RegistryError(
+                    "UNAVAILABLE",
+                    f"the image is being built ({done} of {wanted} layers done); retry shortly",
+                    detail={
+                        "retry_after": 10,
+                        "layers_built": done,
+                        "layers_missing": wanted - done,
+                    },
+                )
+            if ended:  # every job ended and a layer is still missing (collected meanwhile?)
+                break  # enqueue what is missing again
+
+
+def _enqueue_layer_jobs(
+    ctx: Context, jobs: JobQueue, builder: ImageBuilder, lock: Lock, plan: LayerPlan
+) -> list[str]:
+    """One job per group of the image's packages that has missing layers; their ids."""
     lock_json = lock.model_dump_json()
     image = {"prefix": builder.prefix, "compression": builder.compression}
     job_ids = []
@@ -281,28 +315,9 @@ def _layers_ready(ctx: Context, builder: ImageBuilder, lock: Lock, platform: str
             continue
         keys = sorted(plan.keys[p.name] for p in group)
         job_id = "condastore-layers-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:40]
-        jobs.enqueue_layers(job_id, lock_json, platform, names, image)
+        jobs.enqueue_layers(job_id, lock_json, plan.platform, names, image)
         job_ids.append(job_id)
-    wanted = len(plan.missing)
-    deadline = time.monotonic() + ctx.settings.image_wait_seconds
-    delay = 0.02
-    while True:
-        plan = builder.plan(lock, platform)
-        if not plan.missing:
-            return plan
-        for job_id in job_ids:
-            failure = jobs.layers_failure(job_id)
-            if failure is not None:
-                raise reg.RegistryError("UNKNOWN", f"building image layers failed: {failure}")
-        if time.monotonic() >= deadline:
-            done = wanted - len(plan.missing)
-            raise reg.RegistryError(
-                "UNAVAILABLE",
-                f"the image is being built ({done} of {wanted} layers done); retry shortly",
-                detail={"retry_after": 10, "layers_built": done, "layers_missing": wanted - done},
-            )
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 1.0)
+    return job_ids
 
 
 def layer_groups(packages: list[LockedPackage], jobs: int) -> list[list[LockedPackage]]:
