@@ -82,7 +82,8 @@ def start_condastore(workdir: Path) -> tuple[subprocess.Popen, int]:
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        # Kept so that a failed run can show what the server said (printed by main()).
+        stderr=(workdir / "condastore.log").open("wb"),
     )
     wait_up(port, proc, "condastore")
     return proc, port

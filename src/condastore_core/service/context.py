@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Engine, Executable, Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from condastore_core.auth.tokens import TokenSigner, load_or_create_key
@@ -51,6 +52,25 @@ class Context:
             solver_for(settings),
             TokenSigner(load_or_create_key(settings.resolved_signing_key_path)),
         )
+
+    @property
+    def engine(self) -> Engine:
+        """The database engine every session of this context is bound to."""
+        return self.sessions.kw["bind"]
+
+    def first(self, statement: Executable, params: dict | None = None) -> Row | None:
+        """The first row of a read-only Core query, without an ORM session.
+
+        For the registry's hottest paths, where a session's bookkeeping costs
+        more than the query itself.
+        """
+        with self.engine.connect() as conn:
+            return conn.execute(statement, params).first()
+
+    def rows(self, statement: Executable, params: dict | None = None) -> list[Row]:
+        """Every row of a read-only Core query, without an ORM session."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(statement, params))
 
     def builder(self) -> LocalBuilder:
         """The pipeline of the service's builds; the tarball is a job of its own (``pack``)."""

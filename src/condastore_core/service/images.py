@@ -27,11 +27,11 @@ import re
 import threading
 import time
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from condastore_core import layout
 from condastore_core.artifacts import FILE_NAMES, ArtifactKind
-from condastore_core.db.models import Build, BuildStatus
+from condastore_core.db.models import Build, BuildStatus, Environment, Namespace
 from condastore_core.digests import Digest
 from condastore_core.errors import NotFound, SolveError, SpecError
 from condastore_core.image import manifest as oci
@@ -74,6 +74,8 @@ def prepare(ctx: Context, repository: str, reference: str) -> None:
 
 def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
     namespace, name = repository.split("/", 1)
+    if not _is_environment(ctx, namespace, name):
+        return  # a repository pushed by clients: the common case, kept to one light query
     key = reference.split(".", 1)[0]
     with ctx.sessions() as session:
         try:
@@ -111,6 +113,22 @@ def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
             publish_artifacts(ctx, repository, key, artifacts, image)
         if reference == "latest":
             _retag(ctx, repository, "latest", image)
+
+
+_ENVIRONMENT_EXISTS = (
+    select(Environment.id)
+    .join(Namespace, Environment.namespace_id == Namespace.id)
+    .where(
+        Namespace.name == bindparam("namespace"),
+        Namespace.deleted_at.is_(None),
+        Environment.name == bindparam("name"),
+        Environment.deleted_at.is_(None),
+    )
+)
+
+
+def _is_environment(ctx: Context, namespace: str, name: str) -> bool:
+    return ctx.first(_ENVIRONMENT_EXISTS, {"namespace": namespace, "name": name}) is not None
 
 
 # -- dynamic images -----------------------------------------------------------------

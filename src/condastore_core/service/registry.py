@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from condastore_core.db.models import (
@@ -91,14 +91,15 @@ def link_blob(ctx: Context, repository: str, digest: Digest, size: int) -> None:
                 pass  # linked meanwhile
 
 
+_LINKED_BLOB_SIZE = select(RegistryBlob.size).where(
+    RegistryBlob.repository == bindparam("repository"), RegistryBlob.digest == bindparam("digest")
+)
+
+
 def blob_size(ctx: Context, repository: str, digest: Digest) -> int:
     """The size of a blob this repository may serve; BLOB_UNKNOWN otherwise."""
-    with ctx.sessions() as session:
-        size = session.scalar(
-            select(RegistryBlob.size).where(
-                RegistryBlob.repository == repository, RegistryBlob.digest == str(digest)
-            )
-        )
+    row = ctx.first(_LINKED_BLOB_SIZE, {"repository": repository, "digest": str(digest)})
+    size = row.size if row is not None else None
     if size is None or not ctx.store.exists(digest):
         raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not in {repository}")
     return size
@@ -326,20 +327,23 @@ def _check_references(ctx: Context, repository: str, doc: dict[str, Any], media_
             ) from None
 
 
+_MANIFEST_COLUMNS = select(
+    RegistryManifest.digest, RegistryManifest.media_type, RegistryManifest.size
+).where(RegistryManifest.repository == bindparam("repository"))
+#: Built once: the registry's hottest queries, executed with parameters only.
+_MANIFEST_BY_TAG = _MANIFEST_COLUMNS.join(
+    RegistryTag,
+    (RegistryTag.repository == RegistryManifest.repository)
+    & (RegistryTag.digest == RegistryManifest.digest),
+).where(RegistryTag.name == bindparam("reference"))
+_MANIFEST_BY_DIGEST = _MANIFEST_COLUMNS.where(RegistryManifest.digest == bindparam("reference"))
+
+
 def find_manifest(ctx: Context, repository: str, reference: str) -> StoredManifest:
     """One query, by tag or by digest (this is the registry's hottest path)."""
     tag, digest = parse_reference(reference)
-    stmt = select(RegistryManifest.digest, RegistryManifest.media_type, RegistryManifest.size)
-    if tag is not None:
-        stmt = stmt.join(
-            RegistryTag,
-            (RegistryTag.repository == RegistryManifest.repository)
-            & (RegistryTag.digest == RegistryManifest.digest),
-        ).where(RegistryTag.name == tag)
-    else:
-        stmt = stmt.where(RegistryManifest.digest == str(digest))
-    with ctx.sessions() as session:
-        row = session.execute(stmt.where(RegistryManifest.repository == repository)).first()
+    stmt = _MANIFEST_BY_TAG if tag is not None else _MANIFEST_BY_DIGEST
+    row = ctx.first(stmt, {"repository": repository, "reference": tag or str(digest)})
     if row is None:
         raise RegistryError("MANIFEST_UNKNOWN", f"no manifest {reference} in {repository}")
     return StoredManifest(row.digest, row.media_type, row.size)

@@ -235,12 +235,16 @@ def _subjects(user: User) -> set[str]:
 # -- role bindings ------------------------------------------------------------------
 
 
+_ROLE_BINDINGS = select(
+    RoleBindingRecord.pattern, RoleBindingRecord.role, RoleBindingRecord.subject
+)
+
+
 def access_policy(ctx: Context) -> AccessPolicy:
     """Every role binding: the stored ones plus the configured anonymous ones."""
     bindings = [RoleBinding.parse(text, "anonymous") for text in ctx.settings.anonymous_bindings]
-    with ctx.sessions() as session:
-        for row in session.scalars(select(RoleBindingRecord)):
-            bindings.append(RoleBinding(row.pattern, Role.parse(row.role), row.subject))
+    for pattern, role, subject in ctx.rows(_ROLE_BINDINGS):
+        bindings.append(RoleBinding(pattern, Role.parse(role), subject))
     return AccessPolicy(bindings)
 
 
