@@ -79,4 +79,4 @@ def ctx(database_url, tmp_path):
     create_namespace(context, "default")
     yield context
     queue.shutdown(wait=True)
-    context.sessions.kw["bind"].dispose()
+    context.engine.dispose()

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from condastore_core.db.models import (
@@ -34,6 +34,7 @@ NAME_PATTERN = re.compile(
     r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$"
 )
 TAG_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+_UPLOAD_ID = re.compile(r"[a-f0-9]{32}")
 MAX_NAME_LENGTH = 255
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
@@ -76,19 +77,26 @@ def parse_reference(reference: str) -> tuple[str | None, Digest | None]:
 # -- blobs ---------------------------------------------------------------------------
 
 
+_BLOB_LINKED = select(RegistryBlob.id).where(
+    RegistryBlob.repository == bindparam("repository"), RegistryBlob.digest == bindparam("digest")
+)
+
+
+def _link(conn: Connection, repository: str, digest: Digest, size: int) -> None:
+    """Link within ``conn``'s transaction; a link made meanwhile by another request is fine."""
+    params = {"repository": repository, "digest": str(digest)}
+    if conn.execute(_BLOB_LINKED, params).first() is not None:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(RegistryBlob), {**params, "size": size})
+    except IntegrityError:
+        pass  # linked meanwhile
+
+
 def link_blob(ctx: Context, repository: str, digest: Digest, size: int) -> None:
-    with ctx.sessions.begin() as session:
-        exists = session.scalar(
-            select(RegistryBlob.id).where(
-                RegistryBlob.repository == repository, RegistryBlob.digest == str(digest)
-            )
-        )
-        if exists is None:
-            try:
-                with session.begin_nested():
-                    session.add(RegistryBlob(repository=repository, digest=str(digest), size=size))
-            except IntegrityError:
-                pass  # linked meanwhile
+    with ctx.engine.begin() as conn:
+        _link(conn, repository, digest, size)
 
 
 _LINKED_BLOB_SIZE = select(RegistryBlob.size).where(
@@ -136,18 +144,18 @@ def start_upload(ctx: Context, repository: str) -> str:
     writer = ctx.store.writer()  # the store names the upload; its bytes are staged there
     writer.close()
     upload_id = writer.upload_id
-    with ctx.sessions.begin() as session:
-        session.add(RegistryUpload(id=upload_id, repository=repository, size=0))
+    with ctx.engine.begin() as conn:
+        conn.execute(insert(RegistryUpload), {"id": upload_id, "repository": repository, "size": 0})
     return upload_id
 
 
+_UPLOAD = select(RegistryUpload.repository, RegistryUpload.size).where(
+    RegistryUpload.id == bindparam("id")
+)
+
+
 def upload_size(ctx: Context, repository: str, upload_id: str) -> int:
-    with ctx.sessions() as session:
-        row = (
-            session.get(RegistryUpload, upload_id)
-            if re.fullmatch(r"[a-f0-9]{32}", upload_id)
-            else None
-        )
+    row = ctx.first(_UPLOAD, {"id": upload_id}) if _UPLOAD_ID.fullmatch(upload_id) else None
     if row is None or row.repository != repository:
         raise RegistryError("BLOB_UPLOAD_UNKNOWN", f"no upload {upload_id!r} in {repository}")
     return row.size
@@ -174,8 +182,10 @@ def append_upload(
             writer.write(chunk)
     finally:
         writer.close()
-    with ctx.sessions.begin() as session:
-        session.get_one(RegistryUpload, upload_id).size = writer.size
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            update(RegistryUpload).where(RegistryUpload.id == upload_id).values(size=writer.size)
+        )
     return writer.size
 
 
@@ -194,19 +204,26 @@ def finish_upload(
             writer.write(chunk)
         info = writer.commit(digest)  # a mismatch discards the staged bytes
     except CondastoreError as exc:
+        _end_upload(ctx, upload_id)
         raise RegistryError("DIGEST_INVALID", exc.message) from None
-    finally:
-        with ctx.sessions.begin() as session:
-            session.execute(delete(RegistryUpload).where(RegistryUpload.id == upload_id))
-    link_blob(ctx, repository, info.digest, info.size)
+    except BaseException:
+        _end_upload(ctx, upload_id)
+        raise
+    with ctx.engine.begin() as conn:  # the upload ends and the blob appears together
+        conn.execute(delete(RegistryUpload).where(RegistryUpload.id == upload_id))
+        _link(conn, repository, info.digest, info.size)
     return info.size
+
+
+def _end_upload(ctx: Context, upload_id: str) -> None:
+    with ctx.engine.begin() as conn:
+        conn.execute(delete(RegistryUpload).where(RegistryUpload.id == upload_id))
 
 
 def cancel_upload(ctx: Context, repository: str, upload_id: str) -> None:
     upload_size(ctx, repository, upload_id)
     ctx.store.writer(upload_id=upload_id).cancel()
-    with ctx.sessions.begin() as session:
-        session.execute(delete(RegistryUpload).where(RegistryUpload.id == upload_id))
+    _end_upload(ctx, upload_id)
 
 
 # -- manifests -----------------------------------------------------------------------

@@ -55,6 +55,7 @@ class LocalBlobWriter:
         self._store = store
         self._algorithm = algorithm
         self._hasher = new_hasher(algorithm)
+        self._written = False
         if upload_id is None:
             self.upload_id = uuid.uuid4().hex
             self._path = store.staging_path(self.upload_id)
@@ -77,6 +78,7 @@ class LocalBlobWriter:
         return self._size
 
     def write(self, data: bytes) -> int:
+        self._written = True
         self._file.write(data)
         self._hasher.update(data)
         self._size += len(data)
@@ -101,8 +103,9 @@ class LocalBlobWriter:
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            if self._written:  # an empty new upload has nothing to make durable
+                self._file.flush()
+                os.fsync(self._file.fileno())
             self._file.close()
 
     def cancel(self) -> None:
