@@ -36,6 +36,15 @@ def find_namespace(session: Session, name: str) -> Namespace:
 
 def create_namespace(ctx: Context, name: str, *, exist_ok: bool = False) -> Namespace:
     check_namespace_name(name)
+    try:
+        return _create_namespace(ctx, name, exist_ok=exist_ok)
+    except IntegrityError:  # created meanwhile, by another process starting up, say
+        if not exist_ok:
+            raise Conflict(f"namespace {name!r} already exists") from None
+        return get_namespace(ctx, name)
+
+
+def _create_namespace(ctx: Context, name: str, *, exist_ok: bool) -> Namespace:
     with ctx.sessions.begin() as session:
         ns = session.scalar(select(Namespace).where(Namespace.name == name))
         if ns is not None and ns.deleted_at is None:
@@ -47,10 +56,7 @@ def create_namespace(ctx: Context, name: str, *, exist_ok: bool = False) -> Name
             return ns
         ns = Namespace(name=name)
         session.add(ns)
-        try:
-            session.flush()
-        except IntegrityError:
-            raise Conflict(f"namespace {name!r} already exists") from None
+        session.flush()  # a concurrent insert of the same name fails here
         return ns
 
 
