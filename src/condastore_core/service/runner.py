@@ -323,12 +323,20 @@ def settle_stopped(ctx: Context, build_id: int) -> None:
 
 
 def recover_interrupted(ctx: Context) -> list[int]:
-    """After a restart of the in-process engine: fail builds it was running, requeue the rest.
+    """When the in-process engine starts: fail the builds a stopped process was running,
+    and return the ids of the builds still QUEUED, for the caller to enqueue.
 
-    Returns the ids of the builds still QUEUED, for the caller to enqueue.
+    Several processes may run the engine over one database (gunicorn workers), so a
+    BUILDING build is failed only when its process is gone (same host, no such pid)
+    or it stopped renewing its lease; a sibling's running build is left alone.
+    Enqueuing a QUEUED build twice is harmless: only one claim takes it.
     """
+    cutoff = utcnow() - dt.timedelta(seconds=ctx.settings.build_lease_seconds)
     with ctx.sessions.begin() as session:
         for build in session.scalars(select(Build).where(Build.status == BuildStatus.BUILDING)):
+            stale = build.heartbeat_at is None or _aware(build.heartbeat_at) < cutoff
+            if not stale and _process_alive(build.worker):
+                continue
             build.status = BuildStatus.FAILED
             build.error = "the server stopped while this build was running"
             build.step = "failed"
@@ -338,3 +346,23 @@ def recover_interrupted(ctx: Context) -> list[int]:
                 select(Build.id).where(Build.status == BuildStatus.QUEUED).order_by(Build.id)
             )
         )
+
+
+def _process_alive(worker: str | None) -> bool:
+    """Whether the process named by ``worker_identity()`` may still run; True if unknowable."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's: only its lease tells
+    if int(pid) == os.getpid():
+        return False  # a previous process that had this pid: this one is only starting
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
