@@ -83,6 +83,11 @@ def lock_file_path(data_dir: Path, name: str) -> Path:
     return data_dir / "locks" / f"{name}.lock"
 
 
+def claim_file_path(data_dir: Path, name: str) -> Path:
+    """When periodic task ``name`` last ran, for processes sharing this data directory."""
+    return data_dir / "locks" / f"{name}.claim"
+
+
 def config_file_path(data_dir: Path) -> Path:
     return data_dir / "condastore.toml"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,3 +19,21 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def claim_period(path: Path, seconds: float) -> bool:
+    """True for one caller per ``seconds`` among the processes of this machine sharing ``path``.
+
+    What Redis's ``SET NX EX`` gives a cluster, for processes without Redis (the
+    workers of one gunicorn): the last claim's time is kept in ``path``.
+    """
+    with file_lock(path):
+        try:
+            last = float(path.read_text() or 0)
+        except ValueError:
+            last = 0.0
+        now = time.time()
+        if 0 <= now - last < seconds * 0.9:
+            return False
+        path.write_text(repr(now))
+        return True

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from condastore_core import layout
 from condastore_core.jobs.inprocess import InProcessQueue
 from condastore_core.jobs.rq_engine import RQQueue
 from condastore_core.jobs.scheduler import Scheduler
+from condastore_core.locks import claim_period
 from condastore_core.service.context import Context
 from condastore_core.service.namespaces import create_namespace
 from condastore_core.service.runner import recover_interrupted
@@ -28,7 +30,8 @@ def start_services(settings: Settings, *, workers: int = 2) -> Context:
         ctx.jobs = RQQueue(settings)  # builds run on `condastore worker` processes
         _watch(ctx, settings)
         return ctx
-    Scheduler(ctx).start()
+    # gunicorn's workers each run this engine: one of them runs each round of maintenance.
+    Scheduler(ctx, claim=lambda name, seconds: _claim(settings, name, seconds)).start()
     queue = InProcessQueue(ctx, workers=workers)
     _watch(ctx, settings)
     ctx.jobs = queue
@@ -38,6 +41,10 @@ def start_services(settings: Settings, *, workers: int = 2) -> Context:
     if requeued:
         logger.info("requeued %d builds left queued by a previous run", len(requeued))
     return ctx
+
+
+def _claim(settings: Settings, name: str, seconds: float) -> bool:
+    return claim_period(layout.claim_file_path(settings.data_dir, name), seconds)
 
 
 def _watch(ctx: Context, settings: Settings) -> None:

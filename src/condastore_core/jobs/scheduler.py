@@ -1,7 +1,8 @@
 """Periodic maintenance (garbage collection) in the serving process or on workers.
 
-With Redis, a short lock makes one worker of the cluster run each round; the
-embedded server runs it itself.
+With Redis, a short lock makes one worker of the cluster run each round;
+without it, the serving processes of one machine (gunicorn's workers) share a
+claim file in the data directory.
 """
 
 from __future__ import annotations
