@@ -104,10 +104,11 @@ class InProcessQueue:
             return {"in-process": len(self._pending), "in-process-image": len(self._layer_jobs)}
 
     def wait_idle(self, timeout: float | None = None) -> None:
-        """Block until every submitted job, and any job those queued, has finished."""
+        """Block until every submitted job (image layer jobs too), and any job those
+        queued, has finished."""
         while True:
             with self._lock:
-                futures = list(self._pending.values())
+                futures = [*self._pending.values(), *self._layer_jobs.values()]
             if not futures:
                 return
             for future in futures:
