@@ -7,6 +7,7 @@ from pathlib import Path
 
 from condastore_core import layout
 from condastore_core.jobs.inprocess import InProcessQueue
+from condastore_core.jobs.reaper import Reaper
 from condastore_core.jobs.rq_engine import RQQueue
 from condastore_core.jobs.scheduler import Scheduler
 from condastore_core.locks import claim_period
@@ -31,10 +32,15 @@ def start_services(settings: Settings, *, workers: int = 2) -> Context:
         _watch(ctx, settings)
         return ctx
     # gunicorn's workers each run this engine: one of them runs each round of maintenance.
-    Scheduler(ctx, claim=lambda name, seconds: _claim(settings, name, seconds)).start()
+    ctx.background.append(
+        Scheduler(ctx, claim=lambda name, seconds: _claim(settings, name, seconds)).start()
+    )
     queue = InProcessQueue(ctx, workers=workers)
     _watch(ctx, settings)
     ctx.jobs = queue
+    # A build whose process stopped renewing its lease (a sibling worker that died
+    # after this one started, say) is settled and retried here, as RQ workers do.
+    ctx.background.append(Reaper(ctx).start())
     requeued = recover_interrupted(ctx)
     for build_id in requeued:
         queue.enqueue_build(build_id)

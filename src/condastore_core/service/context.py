@@ -31,6 +31,8 @@ class Context:
     jobs: JobQueue | None = field(default=None)
     #: Watched spec directories of this process (``service.watch.DirectoryWatcher``).
     watchers: list = field(default_factory=list)
+    #: Background threads of this process with a ``stop()`` (scheduler, reaper).
+    background: list = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Context:

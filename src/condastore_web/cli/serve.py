@@ -55,5 +55,7 @@ def serve_command(
         pass
     finally:
         server.server_close()
+        for service in ctx.background:
+            service.stop()
         if ctx.jobs is not None:
             ctx.jobs.shutdown(wait=False)
