@@ -77,7 +77,8 @@ def parse_reference(reference: str) -> tuple[str | None, Digest | None]:
 # -- blobs ---------------------------------------------------------------------------
 
 
-_BLOB_LINKED = select(RegistryBlob.id).where(
+#: Built once: the size of a blob linked into a repository (none if it is not linked).
+_LINKED_BLOB_SIZE = select(RegistryBlob.size).where(
     RegistryBlob.repository == bindparam("repository"), RegistryBlob.digest == bindparam("digest")
 )
 
@@ -85,7 +86,7 @@ _BLOB_LINKED = select(RegistryBlob.id).where(
 def _link(conn: Connection, repository: str, digest: Digest, size: int) -> None:
     """Link within ``conn``'s transaction; a link made meanwhile by another request is fine."""
     params = {"repository": repository, "digest": str(digest)}
-    if conn.execute(_BLOB_LINKED, params).first() is not None:
+    if conn.execute(_LINKED_BLOB_SIZE, params).first() is not None:
         return
     try:
         with conn.begin_nested():
@@ -97,11 +98,6 @@ def _link(conn: Connection, repository: str, digest: Digest, size: int) -> None:
 def link_blob(ctx: Context, repository: str, digest: Digest, size: int) -> None:
     with ctx.engine.begin() as conn:
         _link(conn, repository, digest, size)
-
-
-_LINKED_BLOB_SIZE = select(RegistryBlob.size).where(
-    RegistryBlob.repository == bindparam("repository"), RegistryBlob.digest == bindparam("digest")
-)
 
 
 def blob_size(ctx: Context, repository: str, digest: Digest) -> int:
@@ -152,6 +148,7 @@ def start_upload(ctx: Context, repository: str) -> str:
 _UPLOAD = select(RegistryUpload.repository, RegistryUpload.size).where(
     RegistryUpload.id == bindparam("id")
 )
+_UPLOAD_ENDS = delete(RegistryUpload).where(RegistryUpload.id == bindparam("id"))
 
 
 def upload_size(ctx: Context, repository: str, upload_id: str) -> int:
@@ -203,21 +200,20 @@ def finish_upload(
         for chunk in last_chunk:
             writer.write(chunk)
         info = writer.commit(digest)  # a mismatch discards the staged bytes
-    except CondastoreError as exc:
+    except BaseException as exc:
         _end_upload(ctx, upload_id)
-        raise RegistryError("DIGEST_INVALID", exc.message) from None
-    except BaseException:
-        _end_upload(ctx, upload_id)
+        if isinstance(exc, CondastoreError):
+            raise RegistryError("DIGEST_INVALID", exc.message) from None
         raise
     with ctx.engine.begin() as conn:  # the upload ends and the blob appears together
-        conn.execute(delete(RegistryUpload).where(RegistryUpload.id == upload_id))
+        conn.execute(_UPLOAD_ENDS, {"id": upload_id})
         _link(conn, repository, info.digest, info.size)
     return info.size
 
 
 def _end_upload(ctx: Context, upload_id: str) -> None:
     with ctx.engine.begin() as conn:
-        conn.execute(delete(RegistryUpload).where(RegistryUpload.id == upload_id))
+        conn.execute(_UPLOAD_ENDS, {"id": upload_id})
 
 
 def cancel_upload(ctx: Context, repository: str, upload_id: str) -> None:
