@@ -40,6 +40,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A stored time, aware: SQLite hands back naive values of what was stored as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
 class BuildStatus(enum.StrEnum):
     QUEUED = "QUEUED"
     BUILDING = "BUILDING"

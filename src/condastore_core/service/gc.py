@@ -33,6 +33,7 @@ from condastore_core.db.models import (
     RegistryBlob,
     RegistryManifest,
     RegistryTag,
+    as_utc,
     utcnow,
 )
 from condastore_core.digests import Digest
@@ -107,9 +108,7 @@ def _retention(ctx: Context, report: GcReport, dry_run: bool) -> None:
                     continue
                 if env.deleted_at is None and keep is not None and rank < keep:
                     continue
-                ended = build.ended_at or build.queued_at
-                if ended.tzinfo is None:
-                    ended = ended.replace(tzinfo=dt.UTC)
+                ended = as_utc(build.ended_at or build.queued_at)
                 if env.deleted_at is None and now - ended < young:
                     continue
                 report.builds_collected.append(build.id)
@@ -163,10 +162,7 @@ def _prune_untagged(ctx: Context, report: GcReport, dry_run: bool, grace: float)
     cutoff = utcnow() - dt.timedelta(seconds=grace)
     with ctx.sessions() as session:
         for row in session.scalars(select(RegistryManifest)):
-            created = (
-                row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC)
-            )
-            if (row.repository, row.digest) not in live and created < cutoff:
+            if (row.repository, row.digest) not in live and as_utc(row.created_at) < cutoff:
                 report.manifests_pruned += 1
                 if not dry_run:
                     session.delete(row)
@@ -227,7 +223,7 @@ def _mark(ctx: Context, grace: float) -> set[str]:
         for created, digest in session.execute(
             select(RegistryBlob.created_at, RegistryBlob.digest)
         ):
-            if (created if created.tzinfo else created.replace(tzinfo=dt.UTC)) >= cutoff:
+            if as_utc(created) >= cutoff:
                 live.add(digest)  # pushed a moment ago: its manifest may still be coming
         manifests = session.execute(
             select(RegistryManifest.repository, RegistryManifest.digest)

@@ -19,7 +19,7 @@ import traceback
 from sqlalchemy import delete, select, update
 
 from condastore_core.artifacts import ArtifactKind
-from condastore_core.db.models import Artifact, Build, BuildPackage, BuildStatus, utcnow
+from condastore_core.db.models import Artifact, Build, BuildPackage, BuildStatus, as_utc, utcnow
 from condastore_core.digests import Digest
 from condastore_core.errors import BuildCanceled, CondastoreError
 from condastore_core.lock import Lock, parse_conda_lock_yaml
@@ -334,7 +334,7 @@ def recover_interrupted(ctx: Context) -> list[int]:
     cutoff = utcnow() - dt.timedelta(seconds=ctx.settings.build_lease_seconds)
     with ctx.sessions.begin() as session:
         for build in session.scalars(select(Build).where(Build.status == BuildStatus.BUILDING)):
-            stale = build.heartbeat_at is None or _aware(build.heartbeat_at) < cutoff
+            stale = build.heartbeat_at is None or as_utc(build.heartbeat_at) < cutoff
             if not stale and _process_alive(build.worker):
                 continue
             build.status = BuildStatus.FAILED
@@ -362,7 +362,3 @@ def _process_alive(worker: str | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

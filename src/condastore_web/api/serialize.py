@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from condastore_core.db.models import Artifact, Build, Environment, Namespace
+from condastore_core.db.models import Artifact, Build, Environment, Namespace, as_utc
 from condastore_core.service.pagination import Page
 
 API = "/api/v1"
@@ -14,9 +14,7 @@ API = "/api/v1"
 def _time(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is None:  # SQLite hands back naive values of what was stored as UTC
-        value = value.replace(tzinfo=dt.UTC)
-    return value.isoformat().replace("+00:00", "Z")
+    return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 def namespace(ns: Namespace) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import Any
 import falcon
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from condastore_core.db.models import as_utc
+
 _env = Environment(
     loader=PackageLoader("condastore_web", "templates"),
     autoescape=select_autoescape(["html"]),
@@ -28,9 +30,7 @@ def _filesize(value: int | None) -> str:
 def _age(value: dt.datetime | None) -> str:
     if value is None:
         return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    seconds = (dt.datetime.now(dt.UTC) - value).total_seconds()
+    seconds = (dt.datetime.now(dt.UTC) - as_utc(value)).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{int(seconds // size)} {unit} ago"
