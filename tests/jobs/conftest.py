@@ -55,7 +55,7 @@ def rq_ctx(service_env):
     ctx.jobs = RQQueue(ctx.settings)
     create_namespace(ctx, "default")
     yield ctx
-    ctx.sessions.kw["bind"].dispose()
+    ctx.engine.dispose()
 
 
 class Workers:

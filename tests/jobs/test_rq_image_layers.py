@@ -50,4 +50,4 @@ def test_layer_jobs_wait_for_an_image_worker_and_run_on_it(service_env, workers,
             "hello",
             "libx",
         ]
-    ctx.sessions.kw["bind"].dispose()
+    ctx.engine.dispose()

@@ -15,16 +15,7 @@ from condastore_core.service import builds, environments
 from condastore_core.service.runner import claim, recover_interrupted
 from condastore_core.spec import EnvironmentSpec
 from tests.support.packages import PackageDef
-
-
-class HeldQueue:
-    """Accepts builds and runs none, so that a test decides who holds each one."""
-
-    def __init__(self) -> None:
-        self.enqueued: list[int] = []
-
-    def enqueue_build(self, build_id: int) -> None:
-        self.enqueued.append(build_id)
+from tests.support.queues import HeldQueue
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def test_health_and_metrics(ctx, make_test_channel):
 
 def test_readyz_reports_a_broken_database(ctx):
     client = testing.TestClient(create_app(ctx))
-    ctx.sessions.kw["bind"].dispose()
+    ctx.engine.dispose()
     ctx.sessions.kw["bind"] = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     ready = client.simulate_get("/readyz")
     assert ready.status_code == 503 and ready.json["checks"]["database"].startswith("error")

@@ -13,13 +13,7 @@ from condastore_core.settings import load_settings
 from condastore_core.spec import EnvironmentSpec
 from condastore_web.runtime import start_services
 from tests.support.packages import PackageDef
-
-
-class HeldQueue:
-    """Accepts builds and runs none, so that the test decides who holds them."""
-
-    def enqueue_build(self, build_id: int) -> None:
-        pass
+from tests.support.queues import HeldQueue
 
 
 def test_a_build_whose_process_goes_silent_is_retried_by_the_serving_process(
