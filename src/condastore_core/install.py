@@ -132,7 +132,8 @@ def install_lock(
                 platform=rattler.Subdir(platform),
                 execute_link_scripts=False,
                 show_progress=False,
-                reporter=_RattlerProgress(reporter, len(records)),
+                # rattler declares every hook with an empty body; we override the ones we use.
+                reporter=_RattlerProgress(reporter, len(records)),  # type: ignore[abstract]
                 alternative_target_prefix=patched_prefix or prefix,
             )
         )

@@ -7,6 +7,8 @@ packages added, or raises :class:`PolicyViolation` naming the rule it breaks.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 from rattler import MatchSpec
 
@@ -39,7 +41,7 @@ class Policy(BaseModel):
 
 def merge(*levels: Policy | None) -> Policy:
     """Later levels override earlier ones, field by field."""
-    merged: dict[str, object] = {}
+    merged: dict[str, Any] = {}
     for level in levels:
         if level is not None:
             merged.update(level.model_dump(exclude_none=True))

@@ -14,6 +14,7 @@ import datetime as dt
 import platform as _platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import rattler
 from rattler import ChannelPriority, Gateway, GenericVirtualPackage
@@ -116,7 +117,7 @@ class Solver:
     async def _solve_one(
         self, channels: list[str], specs: list[str], platform: str
     ) -> list[LockedPackage]:
-        subdirs = [platform, "noarch"]
+        subdirs: list[Any] = [platform, "noarch"]  # rattler types them as literals
 
         async def solve() -> list[rattler.RepoDataRecord]:
             return await rattler.solve(
@@ -260,7 +261,7 @@ def search_packages(
     """Packages of ``channels`` whose name contains ``query``, exact match first."""
     urls = [channel_url(c, solver.channel_alias) for c in channels]
     query = query.strip().lower()
-    subdirs = sorted({*platforms, "noarch"})
+    subdirs: list[Any] = sorted({*platforms, "noarch"})
 
     async def run() -> list[PackageSummary]:
         names = await solver._gateway.names(urls, subdirs)

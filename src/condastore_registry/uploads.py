@@ -42,9 +42,9 @@ def start_upload(ctx: Context, req: falcon.Request, resp: falcon.Response, name:
             _created(resp, name, str(digest))
             return
     upload_id = reg.start_upload(ctx, name)
-    digest = req.get_param("digest")
-    if digest is not None:  # the whole blob in this one POST
-        parsed = reg.parse_digest(digest)
+    whole = req.get_param("digest")
+    if whole is not None:  # the whole blob in this one POST
+        parsed = reg.parse_digest(whole)
         reg.finish_upload(ctx, name, upload_id, parsed, body_chunks(req))
         _created(resp, name, str(parsed))
         return

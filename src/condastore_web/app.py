@@ -7,6 +7,8 @@ settings (``CONDASTORE_*`` variables and the config file) instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 from prometheus_client import CollectorRegistry
 
@@ -28,9 +30,11 @@ def create_app(
         ctx = default_context()
     authenticator = authenticator or users.LocalPasswords()
     metrics = CollectorRegistry()
-    app = falcon.App(
-        middleware=[observability.RequestMetrics(metrics), access.Authenticate(ctx, authenticator)]
-    )
+    middleware: list[Any] = [
+        observability.RequestMetrics(metrics),
+        access.Authenticate(ctx, authenticator),
+    ]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.register(app)
     app.add_route(API, misc.Version())

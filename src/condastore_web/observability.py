@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import falcon
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
@@ -66,7 +66,7 @@ class StateCollector:
         self.ctx = ctx
         self._store_figures: tuple[float, int, int] | None = None
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         with self.ctx.sessions() as session:
             counts = dict(
                 session.execute(select(Build.status, func.count()).group_by(Build.status)).all()
@@ -81,7 +81,7 @@ class StateCollector:
         for status in BuildStatus:
             builds.add_metric([status.value], counts.get(status, 0))
         yield builds
-        durations = [(e - s).total_seconds() for s, e in rows if e is not None]
+        durations = [(e - s).total_seconds() for s, e in rows if s is not None and e is not None]
         buckets = [
             (str(b) if b != float("inf") else "+Inf", sum(1 for d in durations if d <= b))
             for b in DURATION_BUCKETS
@@ -93,8 +93,8 @@ class StateCollector:
             sum_value=sum(durations),
         )
         depth = GaugeMetricFamily("condastore_queue_depth", "Jobs waiting", labels=["queue"])
-        jobs = self.ctx.jobs
-        for kind, size in (jobs.queue_depths() if hasattr(jobs, "queue_depths") else {}).items():
+        queue_depths = getattr(self.ctx.jobs, "queue_depths", None)
+        for kind, size in (queue_depths() if queue_depths is not None else {}).items():
             depth.add_metric([kind], size)
         yield depth
         _, objects, size = self._store()

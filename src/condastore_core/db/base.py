@@ -7,8 +7,10 @@ connects at import time.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 # Stable constraint names, so migrations are identical on SQLite and PostgreSQL.
@@ -47,3 +49,8 @@ def make_engine(url: str) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (``Session.execute`` types its result loosely)."""
+    return cast(CursorResult[Any], result).rowcount

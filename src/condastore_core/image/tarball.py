@@ -16,7 +16,7 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -68,7 +68,7 @@ def write_layer(entries: Iterable[Entry], sink: BinaryIO, compression: str = GZI
     if compression not in COMPRESSIONS:
         raise ValueError(f"unknown compression {compression!r}")
     if compression == GZIP:
-        compressor: BinaryIO = gzip.GzipFile(
+        compressor: Any = gzip.GzipFile(
             filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6
         )
     else:

@@ -10,6 +10,7 @@ import logging
 import threading
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from condastore_core.lock import Lock
 from condastore_core.service.context import Context
@@ -23,7 +24,7 @@ class InProcessQueue:
     def __init__(self, ctx: Context, workers: int = 2) -> None:
         self._ctx = ctx
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="condastore-build")
-        self._pending: dict[int, Future[object]] = {}
+        self._pending: dict[int, Future[None]] = {}
         self._lock = threading.Lock()
         # Image layers have a pool of their own: a pull never waits behind a long build.
         self._layer_pool = ThreadPoolExecutor(
@@ -108,7 +109,7 @@ class InProcessQueue:
         queued, has finished."""
         while True:
             with self._lock:
-                futures = [*self._pending.values(), *self._layer_jobs.values()]
+                futures: list[Future[Any]] = [*self._pending.values(), *self._layer_jobs.values()]
             if not futures:
                 return
             for future in futures:

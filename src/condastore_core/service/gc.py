@@ -181,7 +181,10 @@ def _live_manifests(ctx: Context) -> set[tuple[str, str]]:
                 RegistryManifest.subject,
             )
         ).all()
-        tagged = set(session.execute(select(RegistryTag.repository, RegistryTag.digest)).all())
+        tagged: set[tuple[str, str]] = {
+            (repo, digest)
+            for repo, digest in session.execute(select(RegistryTag.repository, RegistryTag.digest))
+        }
     by_subject: dict[tuple[str, str], list[tuple[str, str]]] = {}
     media: dict[tuple[str, str], str] = {}
     for repo, digest, media_type, subject in rows:

@@ -262,7 +262,8 @@ def publish_image(
             stored = None
             for tag in tags:
                 stored = reg.put_manifest(ctx, repository, tag, image.manifest, oci.MANIFEST)
-            assert stored is not None
+            if stored is None:
+                raise ValueError("an image is stored under at least one tag")
             return stored
         stored = reg.put_manifest(
             ctx, repository, str(image.manifest_digest), image.manifest, oci.MANIFEST
@@ -273,9 +274,12 @@ def publish_image(
             )
         )
     index = oci.image_index(descriptors)
+    stored_index = None
     for tag in tags:
-        stored = reg.put_manifest(ctx, repository, tag, index, oci.INDEX)
-    return stored
+        stored_index = reg.put_manifest(ctx, repository, tag, index, oci.INDEX)
+    if stored_index is None:
+        raise ValueError("an image is stored under at least one tag")
+    return stored_index
 
 
 # -- layers by jobs -----------------------------------------------------------------

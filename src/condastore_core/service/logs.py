@@ -69,7 +69,7 @@ class BuildLog:
 
 def log_length(ctx: Context, build_id: int) -> int:
     with ctx.sessions() as session:
-        return session.scalar(
+        return session.scalar(  # type: ignore[return-value]  # coalesce: never NULL
             select(func.coalesce(func.sum(func.length(LogChunk.text)), 0)).where(
                 LogChunk.build_id == build_id
             )

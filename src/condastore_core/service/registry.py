@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from condastore_core.db.base import rowcount
 from condastore_core.db.models import (
     RegistryBlob,
     RegistryManifest,
@@ -116,7 +117,7 @@ def unlink_blob(ctx: Context, repository: str, digest: Digest) -> None:
                 RegistryBlob.repository == repository, RegistryBlob.digest == str(digest)
             )
         )
-        if gone.rowcount == 0:
+        if rowcount(gone) == 0:
             raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not in {repository}")
 
 
@@ -384,7 +385,7 @@ def delete_manifest(ctx: Context, repository: str, reference: str) -> None:
                     RegistryManifest.digest == str(digest),
                 )
             )
-        if gone.rowcount == 0:
+        if rowcount(gone) == 0:
             raise RegistryError("MANIFEST_UNKNOWN", f"no manifest {reference} in {repository}")
 
 

@@ -19,6 +19,7 @@ import traceback
 from sqlalchemy import delete, select, update
 
 from condastore_core.artifacts import ArtifactKind
+from condastore_core.db.base import rowcount
 from condastore_core.db.models import Artifact, Build, BuildPackage, BuildStatus, as_utc, utcnow
 from condastore_core.digests import Digest
 from condastore_core.errors import BuildCanceled, CondastoreError
@@ -48,7 +49,7 @@ def claim(ctx: Context, build_id: int, worker: str) -> bool:
                 attempts=Build.attempts + 1,
             )
         )
-        return result.rowcount == 1
+        return rowcount(result) == 1
 
 
 class Heartbeat:

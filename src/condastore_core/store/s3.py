@@ -169,7 +169,8 @@ class S3BlobStore:
     def join(self, pieces: list[tuple[str, int]], target: str, hasher: Any) -> int:
         """Stream ``pieces`` into one object at ``target``, feeding ``hasher``; returns size."""
         mpu = self.client.create_multipart_upload(Bucket=self.bucket, Key=target)
-        parts, buffer, size = [], bytearray(), 0
+        parts: list[dict[str, Any]] = []
+        buffer, size = bytearray(), 0
         try:
             for key, _ in pieces:
                 body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]

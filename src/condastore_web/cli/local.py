@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -139,5 +140,6 @@ def build_command(
     click.echo(f"spec hash   {result.spec_hash}")
     click.echo(f"lock hash   {result.lock_hash}")
     click.echo(f"prefix      {result.prefix or '-'}")
-    for kind, info in data["artifacts"].items():  # type: ignore[union-attr]
+    artifacts: dict[str, Any] = data["artifacts"]  # type: ignore[assignment]
+    for kind, info in artifacts.items():
         click.echo(f"{kind:<11} {info['digest']}  {info['size']:>10}  {info['path'] or ''}")
