@@ -36,3 +36,46 @@ def print_table(title: str, header: list[str], rows: list[list[object]]) -> None
 
 def print_json_line(figures: dict[str, object]) -> None:
     print(json.dumps(figures, sort_keys=True))
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    """``min-median-max`` of per-round figures, the way every benchmark reports ratios."""
+    return "-".join(f"{v:.{digits}f}" for v in (min(values), median(values), max(values)))
+
+
+def ratio_figures(name: str, ratios: list[float]) -> dict[str, float]:
+    """The JSON figures of one per-pair ratio: median as ``*_ratio``, and its bounds."""
+    return {
+        f"{name}_ratio": round(median(ratios), 3),
+        f"{name}_min_ratio": round(min(ratios), 3),
+        f"{name}_max_ratio": round(max(ratios), 3),
+    }
+
+
+def alternating(pair: list[str], rounds: int) -> list[list[str]]:
+    """Who goes first in each round: the two sides take turns, so drift hits both alike."""
+    return [pair if i % 2 == 0 else pair[::-1] for i in range(rounds)]
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants (gunicorn: master + workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total_kib, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kib / 1024
