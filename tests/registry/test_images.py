@@ -206,3 +206,54 @@ def test_a_spec_for_two_platforms_is_an_image_index(tmp_path, make_test_channel)
             arches[entry["platform"]["architecture"]] = config["architecture"]
         assert arches == {"amd64": "amd64", "arm64": "arm64"}
     ctx.jobs.shutdown()
+
+
+class HeldPacks(InProcessQueue):
+    """Runs builds at once, but holds tarball jobs until the test runs them."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.held: list[int] = []
+
+    def enqueue_pack(self, build_id: int) -> None:
+        self.held.append(build_id)
+
+
+def test_a_tarball_finished_after_the_first_pull_is_attached_to_the_image(
+    tmp_path, make_test_channel, database_url
+):
+    from condastore_core.service.runner import pack_build
+
+    channel = make_test_channel([PackageDef("hello", "1.0")])
+    settings = load_settings(
+        {"data_dir": tmp_path / "data", "database_url": database_url, "channels": channel},
+        environ={},
+    )
+    ctx = Context.from_settings(settings)
+    ctx.jobs = queue = HeldPacks(ctx)
+    namespaces.create_namespace(ctx, "default")
+    users.create_user(ctx, "ada", PASSWORD, admin=True)
+    spec = {"name": "web", "channels": [channel], "dependencies": ["hello"]}
+    environments.submit(ctx, "default", EnvironmentSpec.from_dict(spec))
+    queue.wait_idle(timeout=120)
+    assert len(queue.held) == 1
+    with live_server(create_app(ctx)) as url:
+        admin = requests.Session()
+        admin.auth = ("ada", PASSWORD)
+        image = admin.get(f"{url}/v2/default/web/manifests/latest", headers={"Accept": MANIFEST})
+        assert image.status_code == 200, image.text
+        digest = image.headers["Docker-Content-Digest"]
+        config = admin.get(f"{url}/v2/default/web/blobs/{image.json()['config']['digest']}")
+        key = config.json()["config"]["Labels"]["org.condastore.build-key"]
+        assert admin.get(f"{url}/v2/default/web/manifests/{key}.tarball").status_code == 404
+
+        assert pack_build(ctx, queue.held[0])  # the tarball job ends after the pull
+
+        tarball = admin.get(f"{url}/v2/default/web/manifests/{key}.tarball")
+        assert tarball.status_code == 200, tarball.text
+        assert tarball.json()["subject"]["digest"] == digest
+        referrers = admin.get(f"{url}/v2/default/web/referrers/{digest}").json()["manifests"]
+        assert "application/vnd.condastore.tarball.v1.tar+gzip" in {
+            m["artifactType"] for m in referrers
+        }
+    queue.shutdown()

@@ -31,7 +31,7 @@ from sqlalchemy import bindparam, select
 
 from condastore_core import layout
 from condastore_core.artifacts import FILE_NAMES, ArtifactKind
-from condastore_core.db.models import Build, BuildStatus, Environment, Namespace
+from condastore_core.db.models import Build, BuildStatus, Environment, Namespace, RegistryTag
 from condastore_core.digests import Digest
 from condastore_core.errors import NotFound, SolveError, SpecError
 from condastore_core.image import manifest as oci
@@ -111,6 +111,10 @@ def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
             base = ctx.settings.image_namespace_bases.get(namespace, ctx.settings.image_base)
             image = publish_image(ctx, repository, lock, [key], labels, base=base)
             publish_artifacts(ctx, repository, key, artifacts, image)
+        else:  # artifacts that completed after the image was made (the tarball job)
+            missing = _unpublished(ctx, repository, key, artifacts)
+            if missing:
+                publish_artifacts(ctx, repository, key, missing, image)
         if reference == "latest":
             _retag(ctx, repository, "latest", image)
 
@@ -403,6 +407,26 @@ def publish_artifacts(
         }
         body = json.dumps(manifest, sort_keys=True).encode()
         reg.put_manifest(ctx, repository, f"{key}.{suffix}", body, oci.MANIFEST)
+
+
+_TAGS_NAMED = select(RegistryTag.name).where(
+    RegistryTag.repository == bindparam("repository"),
+    RegistryTag.name.in_(bindparam("names", expanding=True)),
+)
+
+
+def _unpublished(
+    ctx: Context, repository: str, key: str, artifacts: dict[str, tuple[str, int]]
+) -> dict[str, tuple[str, int]]:
+    """The build's artifacts that have no ``<key>.<suffix>`` tag yet (one query)."""
+    tags = {
+        f"{key}.{suffix}": kind.value
+        for kind, (suffix, _) in ARTIFACT_TYPES.items()
+        if kind.value in artifacts
+    }
+    with ctx.engine.connect() as conn:
+        held = set(conn.scalars(_TAGS_NAMED, {"repository": repository, "names": list(tags)}).all())
+    return {kind: artifacts[kind] for tag, kind in tags.items() if tag not in held}
 
 
 def _retag(ctx: Context, repository: str, tag: str, image: reg.StoredManifest) -> None:
