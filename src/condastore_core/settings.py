@@ -88,7 +88,8 @@ class Settings:
     #: Lifetime of a login (session) token, and the longest any token may live.
     token_lifetime_seconds: float = 7 * 24 * 3600
     max_token_lifetime_seconds: float = 90 * 24 * 3600
-    #: The Ed25519 key that signs tokens; default ``<data_dir>/keys/token-signing-key.pem``.
+    #: A file holding the one Ed25519 key that signs tokens, given to every machine; by
+    #: default the keys live in the database, shared by every server (``keys rotate``).
     signing_key_path: Path | None = None
 
     @property
@@ -98,10 +99,6 @@ class Settings:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{layout.sqlite_path(self.data_dir)}"
-
-    @property
-    def resolved_signing_key_path(self) -> Path:
-        return self.signing_key_path or layout.signing_key_path(self.data_dir)
 
     def virtual_package_overrides(self) -> dict[str, str | None]:
         return {k: (v or None) for k, v in self.virtual_packages.items()}

@@ -14,10 +14,10 @@ import re
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from falcon import inspect, testing
 from sqlalchemy import select
 
+from condastore_core.auth.keys import FileKeyRing
 from condastore_core.auth.tokens import TokenSigner
 from condastore_core.db.models import User
 from condastore_core.service import environments, namespaces, users
@@ -248,7 +248,7 @@ TABLE = [
 
 
 @pytest.fixture
-def world(ctx, make_test_channel):
+def world(ctx, make_test_channel, tmp_path):
     """A team namespace with a built environment, users of every kind, and a way to call as each."""
     channel = make_test_channel([PackageDef("hello", "1.0")])
     for name in ("team", "empty"):
@@ -272,7 +272,7 @@ def world(ctx, make_test_channel):
     ctx.jobs.wait_idle(timeout=120)
     revoked = users.issue_token(ctx, "ada")
     users.revoke_token(ctx, revoked.token_id)
-    forged, _ = TokenSigner(Ed25519PrivateKey.generate()).issue(
+    forged, _ = TokenSigner(FileKeyRing(tmp_path / "not-our-key.pem")).issue(
         "ada", dt.timedelta(hours=1), kind="api"
     )
     expired, _ = ctx.signer.issue("ada", dt.timedelta(seconds=-60), kind="api")

@@ -1,55 +1,26 @@
-"""Signed API tokens: JWTs signed with an Ed25519 key that lives in the data directory.
+"""Signed API tokens: JWTs signed with Ed25519 keys from the installation's key ring.
 
-The key is created once (exclusively, mode 0600) and then only read, so every
-process of an installation (gunicorn workers, RQ workers, the CLI) verifies
-the same tokens. A token names its user (``sub``), its id (``jti``, for
-revocation), its expiry and, when narrowed, the bindings it is capped to.
+Every process of an installation (servers, workers, the CLI) verifies the
+same tokens: the keys come from the database or a shared file (see
+:mod:`condastore_core.auth.keys`), and a token names the key that signed it.
+A token names its user (``sub``), its id (``jti``, for revocation), its
+expiry and, when narrowed, the bindings it is capped to.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from condastore_core.auth.keys import KeyRing
 from condastore_core.auth.rbac import Unauthenticated
 
 ISSUER = "condastore"
 ALGORITHM = "EdDSA"
-
-
-def load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    """The installation's signing key; created on first use, never replaced."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process won the race: use its key
-            data = path.read_bytes()
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-                f.flush()
-                os.fsync(f.fileno())
-            data = pem
-    key = serialization.load_pem_private_key(data, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} does not hold an Ed25519 private key")
-    return key
 
 
 @dataclass(frozen=True)
@@ -65,9 +36,8 @@ class TokenClaims:
 
 
 class TokenSigner:
-    def __init__(self, key: Ed25519PrivateKey) -> None:
-        self._key = key
-        self._public = key.public_key()
+    def __init__(self, keys: KeyRing) -> None:
+        self._keys = keys
 
     def issue(
         self,
@@ -100,22 +70,32 @@ class TokenSigner:
         if access is not None:
             payload["access"] = access
             claims = dataclasses.replace(claims, access=tuple(access))
-        return jwt.encode(payload, self._key, algorithm=ALGORITHM), claims
+        kid, key = self._keys.signing_key()
+        return jwt.encode(payload, key, algorithm=ALGORITHM, headers={"kid": kid}), claims
 
     def verify(self, token: str) -> TokenClaims:
         """The claims of a valid token; raises Unauthenticated for forged or expired ones."""
         try:
-            payload = jwt.decode(
-                token,
-                self._public,
-                algorithms=[ALGORITHM],
-                issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "jti"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("the token has expired; log in again") from None
+            kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError:
             raise Unauthenticated("the token is not valid") from None
+        # Tokens made before keys had ids name none: every key of the ring is tried.
+        for public in self._keys.public_keys(kid if isinstance(kid, str) else None):
+            try:
+                payload = jwt.decode(
+                    token,
+                    public,
+                    algorithms=[ALGORITHM],
+                    issuer=ISSUER,
+                    options={"require": ["exp", "iat", "sub", "jti"]},
+                )
+                break
+            except jwt.ExpiredSignatureError:
+                raise Unauthenticated("the token has expired; log in again") from None
+            except jwt.InvalidTokenError:
+                continue
+        else:
+            raise Unauthenticated("the token is not valid")
         scope = payload.get("scope")
         return TokenClaims(
             user=payload["sub"],

@@ -306,3 +306,21 @@ class ImageLayer(Base):
     media_type: Mapped[str] = mapped_column(String(255))
     packages: Mapped[list] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SigningKey(Base):
+    """A key that signs tokens, shared by every server and worker of an installation.
+
+    The newest generation signs; older ones keep verifying the tokens they
+    signed until those have expired, then rotation removes them. Generations
+    are unique, so two processes creating the first key (or rotating) at once
+    cannot both win.
+    """
+
+    __tablename__ = "signing_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, unique=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    private_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

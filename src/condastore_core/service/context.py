@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, Executable, Row
 from sqlalchemy.orm import Session, sessionmaker
 
-from condastore_core.auth.tokens import TokenSigner, load_or_create_key
+from condastore_core import layout
+from condastore_core.auth.keys import DatabaseKeyRing, FileKeyRing, KeyRing
+from condastore_core.auth.tokens import TokenSigner
 from condastore_core.builds import LocalBuilder
 from condastore_core.db.base import make_engine, make_sessionmaker
 from condastore_core.db.migrate import upgrade
@@ -18,6 +20,13 @@ from condastore_core.store import BlobStore, open_store
 
 if TYPE_CHECKING:
     from condastore_core.jobs.base import JobQueue
+
+
+def key_ring(settings: Settings, engine: Engine) -> KeyRing:
+    """Keys from the file an administrator named, else from the database every server shares."""
+    if settings.signing_key_path is not None:
+        return FileKeyRing(settings.signing_key_path)
+    return DatabaseKeyRing(engine, legacy_key_file=layout.signing_key_path(settings.data_dir))
 
 
 @dataclass
@@ -52,7 +61,7 @@ class Context:
                 aws_secret_access_key=settings.s3_secret_key,
             ),
             solver_for(settings),
-            TokenSigner(load_or_create_key(settings.resolved_signing_key_path)),
+            TokenSigner(key_ring(settings, engine)),
         )
 
     @property

@@ -6,6 +6,7 @@ import click
 
 from condastore_web.cli.accounts import login, logout, token_group, user_group
 from condastore_web.cli.gc import gc_command
+from condastore_web.cli.keys import keys_group
 from condastore_web.cli.local import build_command, lock_command
 from condastore_web.cli.push import push_command
 from condastore_web.cli.remote import build_group, download, env_group
@@ -47,3 +48,4 @@ main.add_command(user_group)
 main.add_command(login)
 main.add_command(logout)
 main.add_command(token_group)
+main.add_command(keys_group)
