@@ -1,164 +1,241 @@
-"""Environment images on demand: cold, shared and warm pulls of nixery-style names.
+"""Environment images on demand against a plain registry serving the same prefix.
 
-Against the real conda-forge sample channel, with the registry served over
-HTTP in this process: a cold pull of a new dynamic image (solve, install,
-layers), a pull of a second image sharing all packages but one, and warm
-pulls of an already-made image. A pull here is the manifest plus every blob
-it names. The warm manifest request is compared with the same manifest pushed
-as a static image, in the same run; the cold pull with parallel layer jobs is
-compared with the same pull, into an empty store, with one layer job.
+condastore runs as users start it (``condastore serve``, the conda-forge sample
+channel, anonymous pulls of ``conda/*``); the peer is Debian's
+``docker-registry`` (in-memory descriptor cache) holding, for each image, a
+single-layer image of exactly the same files. A pull is what a client does:
+the manifest, then every blob it names, by one HTTP client for both sides.
 
-    python -m benchmarks.images [--requests 200]
+For 1, 3, 6 and 10 packages, each round:
+  * cold pull: a new server with an empty data directory solves, installs,
+    builds every layer and serves the image (the peer's figure beside it is
+    its plain pull of the prebuilt single-layer image);
+  * warm pull: the same image again, on both sides, taking turns at going
+    first (target at 10 packages: <= 1.2x the peer).
+Then cold pulls of the 10-package image with 4 parallel layer jobs against 1,
+alternating. Ratios are per round, min-median-max, over >= 5 rounds; resident
+memory of the server is reported after the warm pulls.
+
+    python -m benchmarks.images [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import requests
-from sqlalchemy import func, select
-from tests.support.live_server import live_server
 
-from benchmarks.common import median, print_json_line, print_table, sample_channel_dir
-from condastore_core.db.models import ImageLayer
-from condastore_core.jobs.inprocess import InProcessQueue
-from condastore_core.service import users
-from condastore_core.service.context import Context
-from condastore_core.settings import load_settings
-from condastore_web.app import create_app
+from benchmarks.common import (
+    alternating,
+    median,
+    print_json_line,
+    print_table,
+    ratio_figures,
+    sample_channel_dir,
+    spread,
+    tree_rss_mib,
+)
+from benchmarks.registry import condastore_command, free_port, start_distribution, wait_up
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-PASSWORD = "benchmark password"
+PACKAGES = ["zstd", "openssl", "xz", "bzip2", "lz4-c", "ncurses", "readline", "tk", "libsqlite"]
+PACKAGES.append("libcurl")
+SIZES = [1, 3, 6, 10]
+WARM_PULLS = 5
 
 
-def layer_cache_entries(ctx: Context) -> int:
-    with ctx.sessions() as session:
-        return session.scalar(select(func.count()).select_from(ImageLayer)) or 0
-
-
-def service(channel: str, layer_jobs: int) -> Context:
-    data_dir = Path(tempfile.mkdtemp(prefix="condastore-images-bench-"))
-    settings = {"data_dir": data_dir, "channels": channel, "tarball": False}
-    ctx = Context.from_settings(
-        load_settings({**settings, "image_layer_jobs": layer_jobs}, environ={})
+def start_server(workdir: Path, channel: Path, layer_jobs: int = 4) -> tuple[subprocess.Popen, int]:
+    """``condastore serve`` on an empty data directory, pulling from the sample channel."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CONDASTORE_CHANNELS": channel.as_uri(),
+        "CONDASTORE_ALLOWED_CHANNEL_DIRS": str(channel),
+        "CONDASTORE_ANONYMOUS_BINDINGS": "conda/*=viewer",
+        "CONDASTORE_IMAGE_LAYER_JOBS": str(layer_jobs),
+        "CONDASTORE_TARBALL": "false",
+        "CONDASTORE_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [condastore_command(), "serve", "--port", str(port), "--data-dir", str(workdir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir.parent / f"{workdir.name}.log").open("wb"),
     )
-    ctx.jobs = InProcessQueue(ctx)  # layer jobs in threads, as `condastore serve` runs them
-    users.create_user(ctx, "bench", PASSWORD, admin=True)
-    return ctx
+    wait_up(port, proc, "condastore")
+    return proc, port
 
 
-def cold_pull_alone(channel: str, repo: str, layer_jobs: int) -> float:
-    """A cold pull into a store of its own (the peer figure, and a page-cache warm-up)."""
-    ctx = service(channel, layer_jobs)
-    with live_server(create_app(ctx)) as url:
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {users.issue_token(ctx, 'bench').token}"
-        seconds = pull(session, url, repo)[0]
-    ctx.jobs.shutdown()
-    return seconds
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=60)
 
 
-def pull(session: requests.Session, url: str, repo: str) -> tuple[float, dict, int]:
+def pull(base: str, repo: str, tag: str) -> tuple[float, dict, list[bytes]]:
+    """Seconds to fetch the manifest and every blob it names; the manifest and layers."""
+    session = requests.Session()
     start = time.perf_counter()
-    r = session.get(f"{url}/v2/{repo}/manifests/latest", headers={"Accept": MANIFEST})
-    r.raise_for_status()
+    r = session.get(f"{base}/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST})
+    if r.status_code != 200:
+        raise SystemExit(f"pull of {repo}:{tag} from {base}: {r.status_code} {r.text[:300]}")
     manifest = r.json()
-    fetched = 0
+    blobs = []
     for blob in [manifest["config"], *manifest["layers"]]:
-        fetched += len(session.get(f"{url}/v2/{repo}/blobs/{blob['digest']}").content)
-    return time.perf_counter() - start, manifest, fetched
+        got = session.get(f"{base}/v2/{repo}/blobs/{blob['digest']}")
+        got.raise_for_status()
+        blobs.append(got.content)
+    return time.perf_counter() - start, manifest, blobs[1:]
 
 
-def manifest_seconds(session: requests.Session, url: str, repo: str, tag: str, n: int) -> float:
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        session.get(f"{url}/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST})
-        times.append(time.perf_counter() - start)
-    return median(times)
+def single_layer(layers: list[bytes]) -> bytes:
+    """The files of ``layers`` applied in order, as one gzip layer (the peer's image)."""
+    files: dict[str, tuple[tarfile.TarInfo, bytes | None]] = {}
+    for blob in layers:
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as tf:
+            for member in tf.getmembers():
+                data = tf.extractfile(member).read() if member.isfile() else None
+                files[member.name] = (member, data)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tf:
+        for name in sorted(files):
+            member, data = files[name]
+            tf.addfile(member, io.BytesIO(data) if data is not None else None)
+    return gzip.compress(out.getvalue(), compresslevel=6, mtime=0)
+
+
+def push_peer(base: str, repo: str, layer: bytes) -> None:
+    def blob(data: bytes) -> dict:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        r = requests.post(f"{base}/v2/{repo}/blobs/uploads/")
+        location = r.headers["Location"]
+        url = location if location.startswith("http") else base + location
+        sep = "&" if "?" in url else "?"
+        requests.put(f"{url}{sep}digest={digest}", data=data).raise_for_status()
+        return {"digest": digest, "size": len(data)}
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {}}).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **blob(layer)}],
+    }
+    r = requests.put(
+        f"{base}/v2/{repo}/manifests/v1",
+        data=json.dumps(manifest).encode(),
+        headers={"Content-Type": MANIFEST},
+    )
+    r.raise_for_status()
+
+
+def warm_seconds(base: str, repo: str, tag: str) -> float:
+    return median([pull(base, repo, tag)[0] for _ in range(WARM_PULLS)])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    channel = sample_channel_dir().as_uri()
-    first_repo, second_repo = "conda/openssl/zstd/libcurl", "conda/openssl/zstd/libcurl/xz"
-    cold_pull_alone(channel, first_repo, 4)  # reads the channel once: both runs find it cached
-    ctx = service(channel, 4)
-    with live_server(create_app(ctx)) as url:
-        session = requests.Session()  # a token, as registry clients use after a login
-        session.headers["Authorization"] = f"Bearer {users.issue_token(ctx, 'bench').token}"
-        cold_s, first, first_bytes = pull(session, url, first_repo)
-        cached_after_first = layer_cache_entries(ctx)
-        shared_s, second, second_bytes = pull(session, url, second_repo)
-        built_for_second = layer_cache_entries(ctx) - cached_after_first
-        warm_s, _, _ = pull(session, url, first_repo)
-        # The same manifest as a plain pushed image, for the warm-request comparison.
-        body = session.get(f"{url}/v2/{first_repo}/manifests/latest").content
-        for blob in [first["config"], *first["layers"]]:
-            session.post(
-                f"{url}/v2/static/image/blobs/uploads/",
-                params={"mount": blob["digest"], "from": first_repo},
-            )
-        session.put(
-            f"{url}/v2/static/image/manifests/v1", data=body, headers={"Content-Type": MANIFEST}
-        ).raise_for_status()
-        dynamic = static = 0.0
-        for _ in range(3):  # alternate, so noise hits both
-            dynamic += manifest_seconds(session, url, first_repo, "latest", args.requests)
-            static += manifest_seconds(session, url, "static/image", "v1", args.requests)
-    ctx.jobs.shutdown()
-    serial_s = cold_pull_alone(channel, first_repo, 1)
-    referenced = sum(x["size"] for m in (first, second) for x in m["layers"])
-    stored = sum(
-        x["size"] for x in {x["digest"]: x for m in (first, second) for x in m["layers"]}.values()
-    )
-    figures = {
-        "cold_pull_s": round(cold_s, 3),
-        "cold_layers": len(first["layers"]),
-        "cold_pull_one_job_s": round(serial_s, 3),
-        "parallel_layers_ratio": round(serial_s / cold_s, 3),
-        "shared_pull_s": round(shared_s, 3),
-        "shared_layers_built": built_for_second,
-        "warm_pull_s": round(warm_s, 3),
-        "warm_manifest_ms": round(dynamic / 3 * 1000, 3),
-        "static_manifest_ms": round(static / 3 * 1000, 3),
-        "warm_manifest_ratio": round(dynamic / static, 3),
-        "bytes_referenced": referenced,
-        "bytes_stored": stored,
-        "dedupe_ratio": round(referenced / stored, 3),
-        "pulled_bytes_first": first_bytes,
-        "pulled_bytes_second": second_bytes,
-    }
+    channel = sample_channel_dir()
+    root = Path(tempfile.mkdtemp(prefix="condastore-images-bench-"))
+    cold: dict[int, list[float]] = {n: [] for n in SIZES}
+    peer_pull: dict[int, list[float]] = {n: [] for n in SIZES}
+    warm: dict[int, list[float]] = {n: [] for n in SIZES}
+    peer_warm: dict[int, list[float]] = {n: [] for n in SIZES}
+    layers: dict[int, int] = {}
+    jobs: dict[str, list[float]] = {"4": [], "1": []}
+    rss: list[float] = []
+    peer_proc, peer_port = start_distribution(root)
+    peer = f"http://127.0.0.1:{peer_port}"
+    try:
+        for round_no, order in enumerate(alternating(["condastore", "peer"], args.rounds)):
+            for n in SIZES:
+                repo = "conda/" + "/".join(PACKAGES[:n])
+                proc, port = start_server(root / f"cs-{round_no}-{n}", channel)
+                ours = f"http://127.0.0.1:{port}"
+                try:
+                    seconds, manifest, blobs = pull(ours, repo, "latest")
+                    cold[n].append(seconds)
+                    layers[n] = len(manifest["layers"])
+                    if round_no == 0:
+                        push_peer(peer, f"single/{n}", single_layer(blobs))
+                    peer_pull[n].append(pull(peer, f"single/{n}", "v1")[0])
+                    for side in order:
+                        if side == "condastore":
+                            warm[n].append(warm_seconds(ours, repo, "latest"))
+                        else:
+                            peer_warm[n].append(warm_seconds(peer, f"single/{n}", "v1"))
+                    if n == SIZES[-1]:
+                        rss.append(tree_rss_mib(proc.pid))
+                finally:
+                    stop(proc)
+                    shutil.rmtree(root / f"cs-{round_no}-{n}", ignore_errors=True)
+            for count in ["4", "1"] if round_no % 2 == 0 else ["1", "4"]:
+                work = root / f"jobs-{round_no}-{count}"
+                proc, port = start_server(work, channel, layer_jobs=int(count))
+                try:
+                    repo = "conda/" + "/".join(PACKAGES[: SIZES[-1]])
+                    jobs[count].append(pull(f"http://127.0.0.1:{port}", repo, "latest")[0])
+                finally:
+                    stop(proc)
+                    shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        for log in sorted(root.glob("*.log"))[-1:]:
+            print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
+        raise
+    finally:
+        stop(peer_proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+    figures: dict[str, float] = {}
+    rows = []
+    for n in SIZES:
+        warm_ratios = [o / p for o, p in zip(warm[n], peer_warm[n], strict=True)]
+        cold_ratios = [o / p for o, p in zip(cold[n], peer_pull[n], strict=True)]
+        figures.update(ratio_figures(f"warm_pull_{n}", warm_ratios))
+        figures.update(ratio_figures(f"cold_pull_{n}", cold_ratios))
+        figures[f"cold_pull_{n}_s"] = round(median(cold[n]), 3)
+        figures[f"warm_pull_{n}_s"] = round(median(warm[n]), 4)
+        figures[f"peer_pull_{n}_s"] = round(median(peer_warm[n]), 4)
+        rows.append(
+            [
+                f"{n} packages ({layers[n]} layers)",
+                f"{median(cold[n]):.2f} s",
+                f"{median(warm[n]) * 1000:.1f} ms",
+                f"{median(peer_warm[n]) * 1000:.1f} ms",
+                spread(warm_ratios),
+            ]
+        )
     print_table(
-        "environment images from the conda-forge sample channel",
-        ["figure", "value"],
+        f"image pulls, {args.rounds} alternating rounds (medians; warm ratio per round "
+        "min-median-max, < 1: condastore faster; target <= 1.2 at 10 packages)",
+        ["image", "cold pull", "warm pull", "peer (1 layer)", "warm ratio"],
+        rows,
+    )
+    parallel = [one / four for one, four in zip(jobs["1"], jobs["4"], strict=True)]
+    figures.update(ratio_figures("parallel_layer_jobs", parallel))
+    figures["server_rss_mib"] = round(median(rss), 1)
+    print_table(
+        "cold pull of 10 packages: 4 layer jobs against 1",
+        ["layer jobs", "median", "speed-up per round (min-median-max)"],
         [
-            [
-                "cold pull (solve, install, layers, fetch)",
-                f"{cold_s:.2f} s, {len(first['layers'])} layers",
-            ],
-            [
-                "the same cold pull with one layer job",
-                f"{serial_s:.2f} s ({serial_s / cold_s:.2f}x the parallel pull's time)",
-            ],
-            [
-                "second image, one more package",
-                f"{shared_s:.2f} s, {built_for_second} package layer(s) built",
-            ],
-            ["warm pull", f"{warm_s:.3f} s"],
-            [
-                "warm manifest / static manifest",
-                f"{figures['warm_manifest_ms']} ms / "
-                f"{figures['static_manifest_ms']} ms = {figures['warm_manifest_ratio']}x",
-            ],
-            ["bytes referenced / stored", f"{referenced} / {stored} = {figures['dedupe_ratio']}x"],
+            ["4", f"{median(jobs['4']):.2f} s", spread(parallel)],
+            ["1", f"{median(jobs['1']):.2f} s", ""],
         ],
     )
+    print(f"\nserver RSS after the pulls of 10 packages: {median(rss):.0f} MiB")
     print_json_line(figures)
 
 
