@@ -1,6 +1,6 @@
 """condastore's registry against the CNCF distribution registry, side by side on loopback.
 
-Both run as they would in production: condastore under gunicorn (SQLite, local
+Both run as they would in production: condastore by `condastore serve` (SQLite, local
 blob store, anonymous rights granted for the benchmark repository so neither
 side authenticates), Debian's ``docker-registry`` with its filesystem driver.
 Rounds alternate between the two so machine noise hits both alike. Figures:
@@ -71,18 +71,14 @@ def start_condastore(workdir: Path) -> tuple[subprocess.Popen, int]:
         [
             sys.executable,
             "-m",
-            "gunicorn",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
+            "condastore_web",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
             "4",
-            "-k",
-            "gthread",
             "--threads",
             "8",
-            "--log-level",
-            "warning",
-            "condastore_web.app:create_app()",
         ],
         env=env,
         stdout=subprocess.DEVNULL,

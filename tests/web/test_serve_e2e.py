@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 import yaml
 from conda_lock.lockfile import parse_conda_lock_file
 
-from tests.support.net import free_port
+from tests.support.serve import serve
 
 
 @pytest.fixture(autouse=True)
@@ -41,45 +38,8 @@ def login_as_admin(url, tmp_path):
 
 @pytest.fixture
 def server(tmp_path):
-    port = free_port()
-    env = {**os.environ, "CONDASTORE_TARBALL": "false"}
-    env.pop("CONDASTORE_CONFIG", None)
-    with open(tmp_path / "server.log", "wb") as log:
-        yield from _run_server(port, env, log, tmp_path)
-
-
-def _run_server(port, env, log, tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "condastore_web",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/v1", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(
-                    f"condastore serve did not start:\n{(tmp_path / 'server.log').read_text()}"
-                )
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serve(tmp_path / "data") as url:
+        yield url
 
 
 def cli(url, *args, check=True, stdin=None, with_url=True):
