@@ -34,7 +34,8 @@ AUTH = ("ada", PASSWORD)
 def server(tmp_path_factory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("streaming") / "data"
     add_admin(data, "ada", PASSWORD)
-    with serve(data) as url:
+    with serve(data) as served:
+        url = served.url
         made = requests.post(
             f"{url}/api/v1/namespaces", json={"name": "team"}, auth=("ada", PASSWORD)
         )

@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,27 @@ def add_admin(data_dir: Path, name: str, password: str) -> None:
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int
+    log: Path
+
+    def workers(self) -> set[int]:
+        """The server's worker processes (children of its master)."""
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.pid:
+                found.add(int(stat.parent.name))
+        return found
+
+
 @contextmanager
-def serve(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def serve(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
     """``condastore serve --data-dir DATA ARGS`` on a free port until the block ends.
 
     Waits (loudly, at most a minute) until the API answers; the server's output
@@ -60,7 +80,7 @@ def serve(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iter
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_answering(url, proc, log_path)
-            yield url
+            yield Served(url, proc.pid, log_path)
         finally:
             proc.terminate()
             try:

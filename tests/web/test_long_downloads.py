@@ -45,8 +45,8 @@ def test_a_slow_download_past_the_worker_timeout_completes_while_others_are_answ
     data = tmp_path / "data"
     try:
         add_admin(data, "ada", PASSWORD)
-        with serve(data, "--workers", "2", "--threads", "4") as url:
-            _download_slowly_while_asking_others(url)
+        with serve(data, "--workers", "2", "--threads", "4") as served:
+            _download_slowly_while_asking_others(served.url)
     finally:
         shutil.rmtree(data, ignore_errors=True)  # half a GiB is not left behind
 

@@ -38,7 +38,8 @@ PIECE = 64 * 1024 + 7
 def server(tmp_path_factory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("bodies") / "data"
     add_admin(data, "ada", PASSWORD)
-    with serve(data, "--workers", "2", "--threads", "4") as url:
+    with serve(data, "--workers", "2", "--threads", "4") as served:
+        url = served.url
         status, _, body = send(url, "POST", "/api/v1/namespaces", b'{"name": "team"}', "sized")
         assert status == 201, body
         yield url

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 import yaml
@@ -38,8 +42,8 @@ def login_as_admin(url, tmp_path):
 
 @pytest.fixture
 def server(tmp_path):
-    with serve(tmp_path / "data") as url:
-        yield url
+    with serve(tmp_path / "data") as served:
+        yield served.url
 
 
 def cli(url, *args, check=True, stdin=None, with_url=True):
@@ -126,3 +130,23 @@ def test_cli_reports_server_errors_in_one_line(server, tmp_path):
     cli(server, "logout")
     after = cli(server, "env", "show", "default/x", check=False)
     assert after.returncode == 1 and "HTTP 401" in after.stderr
+
+
+def test_serve_runs_its_worker_processes_and_replaces_them_gracefully(tmp_path):
+    with serve(tmp_path / "data", "--workers", "3", "--threads", "2") as served:
+        said = served.log.read_text()
+        assert f"condastore serving {served.url}/api/v1" in said
+        assert "3 workers x 2 threads" in said
+        first = workers_once(served, lambda found: len(found) == 3)
+        os.kill(served.pid, signal.SIGHUP)  # a graceful restart: new workers, same server
+        workers_once(served, lambda found: len(found) == 3 and not found & first)
+        assert urllib.request.urlopen(f"{served.url}/api/v1", timeout=10).status == 200
+
+
+def workers_once(served, wanted, timeout=60.0):
+    """The server's worker processes, once they are as ``wanted``."""
+    deadline = time.monotonic() + timeout
+    while not wanted(found := served.workers()):
+        assert time.monotonic() < deadline, f"the server's workers are {found}"
+        time.sleep(0.2)
+    return found
