@@ -104,6 +104,7 @@ class Server(BaseApplication):
             "graceful_timeout": GRACEFUL_SECONDS,
             "keepalive": KEEPALIVE_SECONDS,
             "loglevel": self.settings.log_level.lower(),
+            "accesslog": "-" if self._logs_requests() else None,
             "proc_name": "condastore",
             "when_ready": self._when_ready,
             "worker_exit": self._worker_exit,
@@ -113,6 +114,11 @@ class Server(BaseApplication):
             config["control_socket_disable"] = True
         for key, value in config.items():
             self.cfg.set(key, value)
+
+    def _logs_requests(self) -> bool:
+        """A line per request at INFO and below, as an operator of a server expects."""
+        level = logging.getLevelNamesMapping().get(self.settings.log_level.upper(), logging.INFO)
+        return level <= logging.INFO
 
     def load(self) -> falcon.App:
         """Runs in each worker after the fork: its own connections, job engine and watchers."""
