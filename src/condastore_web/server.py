@@ -37,8 +37,6 @@ from condastore_core.settings import Settings
 from condastore_web.app import create_app
 from condastore_web.runtime import DEFAULT_NAMESPACE, start_services
 
-logger = logging.getLogger(__name__)
-
 #: Requests one worker process answers at once; a slow download holds one thread.
 DEFAULT_THREADS = 8
 #: Builds one worker process runs at once (without Redis; with it, `condastore worker` builds).
@@ -110,7 +108,7 @@ class Server(BaseApplication):
             "worker_exit": self._worker_exit,
         }
         if "control_socket_disable" in self.cfg.settings:
-            # gunicorn 24+ listens on ~/.gunicorn/gunicorn.ctl: one per user, not per server.
+            # Recent gunicorn listens on ~/.gunicorn/gunicorn.ctl: one per user, not per server.
             config["control_socket_disable"] = True
         for key, value in config.items():
             self.cfg.set(key, value)
