@@ -10,6 +10,7 @@ from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.registry import MAX_MANIFEST_BYTES, RegistryError
 from condastore_core.store import read_all
+from condastore_registry.request_body import BodyTooLarge, read_body
 
 
 def get_manifest(
@@ -27,11 +28,12 @@ def get_manifest(
 def put_manifest(
     ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, reference: str
 ) -> None:
-    if req.content_length is not None and req.content_length > MAX_MANIFEST_BYTES:
-        raise RegistryError("SIZE_INVALID", f"manifests are limited to {MAX_MANIFEST_BYTES} bytes")
-    body = req.bounded_stream.read(MAX_MANIFEST_BYTES + 1)
-    if len(body) > MAX_MANIFEST_BYTES:
-        raise RegistryError("SIZE_INVALID", f"manifests are limited to {MAX_MANIFEST_BYTES} bytes")
+    try:
+        body = read_body(req, MAX_MANIFEST_BYTES)
+    except BodyTooLarge:
+        raise RegistryError(
+            "SIZE_INVALID", f"manifests are limited to {MAX_MANIFEST_BYTES} bytes"
+        ) from None
     stored = reg.put_manifest(ctx, name, reference, body, req.content_type)
     resp.status = falcon.HTTP_201
     resp.location = f"/v2/{name}/manifests/{stored.digest}"

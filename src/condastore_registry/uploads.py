@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import falcon
 
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.registry import RegistryError
+from condastore_registry.request_body import body_chunks
 
-CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?$")
-
-
-def body_chunks(req: falcon.Request) -> Iterator[bytes]:
-    stream = req.bounded_stream
-    while chunk := stream.read(CHUNK):
-        yield chunk
 
 
 def _upload_location(resp: falcon.Response, name: str, upload_id: str, size: int) -> None:

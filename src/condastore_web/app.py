@@ -1,8 +1,9 @@
 """The web application: wires resources to routes; no work at import time.
 
-``create_app(ctx)`` is the factory tests and ``condastore serve`` use;
-``gunicorn 'condastore_web.app:create_app()'`` builds the context from
-settings (``CONDASTORE_*`` variables and the config file) instead.
+``create_app(ctx)`` is the factory tests and ``condastore serve``'s workers use;
+without a context (``gunicorn 'condastore_web.app:create_app()'``, for those
+who run gunicorn themselves) it builds one from settings (``CONDASTORE_*``
+variables and the config file).
 """
 
 from __future__ import annotations

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import yaml
+from sqlalchemy import func, select
 
-from condastore_core.db.models import BuildStatus
+from condastore_core.db.models import Build, BuildStatus
 from condastore_core.errors import NotFound
 from condastore_core.service import builds, environments
-from condastore_core.service.watch import DirectoryWatcher, sync_directory
+from condastore_core.service.context import Context
+from condastore_core.service.watch import DirectoryWatcher, SyncReport, sync_directory
 from tests.support.packages import PackageDef
+from tests.support.queues import HeldQueue
 
 
 def write(path, channel, name, *deps):
@@ -131,3 +135,48 @@ def test_the_admin_page_shows_broken_watched_files(ctx, make_test_channel, tmp_p
     )
     page = client.simulate_get("/ui/admin").text
     assert "bad.yml" in page and "Watched spec directories" in page
+
+
+def test_server_processes_watching_one_directory_take_turns(ctx, make_test_channel, tmp_path):
+    """Each process of ``condastore serve`` watches: a change is synced once, never raced."""
+    channel = make_test_channel([PackageDef("hello", "1.0")])
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    names = [f"env{i}" for i in range(8)]
+    for name in names:
+        write(specs / f"{name}.yml", channel, name, "hello")
+    ctx.jobs = HeldQueue()
+    other = Context.from_settings(ctx.settings)  # a second server process on this machine
+    other.jobs = HeldQueue()
+    watchers = [DirectoryWatcher(c, specs, "filesystem") for c in (ctx, other)]
+    reports: list[SyncReport] = []
+    failures: list[BaseException] = []
+
+    def sync_together() -> None:
+        barrier = threading.Barrier(len(watchers))
+
+        def one(watcher: DirectoryWatcher) -> None:
+            barrier.wait()
+            try:
+                reports.append(watcher.sync())
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=one, args=(w,)) for w in watchers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    try:
+        sync_together()
+        for name in names[:4]:
+            (specs / f"{name}.yml").unlink()
+        sync_together()
+    finally:
+        other.engine.dispose()
+    assert failures == []
+    assert sorted(n for r in reports for n in r.submitted) == sorted(names)
+    assert sorted(n for r in reports for n in r.archived) == sorted(names[:4])
+    with ctx.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Build)) == len(names)

@@ -12,12 +12,22 @@ from pathlib import Path
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+UNCOMPRESSED_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 
 def write_layout(
-    path: Path, files: dict[str, bytes], env: list[str] | None = None, architecture: str = "amd64"
+    path: Path,
+    files: dict[str, bytes],
+    env: list[str] | None = None,
+    architecture: str = "amd64",
+    *,
+    gzip_layer: bool = True,
 ) -> str:
-    """A one-layer linux image of ``files``, tagged ``v1``; returns its manifest digest."""
+    """A one-layer linux image of ``files``, tagged ``v1``; returns its manifest digest.
+
+    With ``gzip_layer=False`` the layer is a plain tar, which registry clients
+    compress on the fly when they push it (and so stream it chunked).
+    """
     blobs = path / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
@@ -33,7 +43,7 @@ def write_layout(
             info.size, info.mtime, info.mode = len(payload), 0, 0o755
             tf.addfile(info, io.BytesIO(payload))
     layer_tar = buf.getvalue()
-    layer = gzip.compress(layer_tar, mtime=0)
+    layer = gzip.compress(layer_tar, mtime=0) if gzip_layer else layer_tar
     config = json.dumps(
         {
             "architecture": architecture,
@@ -50,7 +60,13 @@ def write_layout(
             "schemaVersion": 2,
             "mediaType": MANIFEST,
             "config": {"mediaType": CONFIG, "digest": put(config), "size": len(config)},
-            "layers": [{"mediaType": LAYER, "digest": put(layer), "size": len(layer)}],
+            "layers": [
+                {
+                    "mediaType": LAYER if gzip_layer else UNCOMPRESSED_LAYER,
+                    "digest": put(layer),
+                    "size": len(layer),
+                }
+            ],
         }
     ).encode()
     digest = put(manifest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from conda_lock.lockfile import parse_conda_lock_file
 
-from tests.support.net import free_port
+from tests.support.serve import serve
 
 
 @pytest.fixture(autouse=True)
@@ -41,45 +42,8 @@ def login_as_admin(url, tmp_path):
 
 @pytest.fixture
 def server(tmp_path):
-    port = free_port()
-    env = {**os.environ, "CONDASTORE_TARBALL": "false"}
-    env.pop("CONDASTORE_CONFIG", None)
-    with open(tmp_path / "server.log", "wb") as log:
-        yield from _run_server(port, env, log, tmp_path)
-
-
-def _run_server(port, env, log, tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "condastore_web",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/v1", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(
-                    f"condastore serve did not start:\n{(tmp_path / 'server.log').read_text()}"
-                )
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serve(tmp_path / "data") as served:
+        yield served.url
 
 
 def cli(url, *args, check=True, stdin=None, with_url=True):
@@ -166,3 +130,23 @@ def test_cli_reports_server_errors_in_one_line(server, tmp_path):
     cli(server, "logout")
     after = cli(server, "env", "show", "default/x", check=False)
     assert after.returncode == 1 and "HTTP 401" in after.stderr
+
+
+def test_serve_runs_its_worker_processes_and_replaces_them_gracefully(tmp_path):
+    with serve(tmp_path / "data", "--workers", "3", "--threads", "2") as served:
+        said = served.log.read_text()
+        assert f"condastore serving {served.url}/api/v1" in said
+        assert "3 workers x 2 threads" in said
+        first = workers_once(served, lambda found: len(found) == 3)
+        os.kill(served.pid, signal.SIGHUP)  # a graceful restart: new workers, same server
+        workers_once(served, lambda found: len(found) == 3 and not found & first)
+        assert urllib.request.urlopen(f"{served.url}/api/v1", timeout=10).status == 200
+
+
+def workers_once(served, wanted, timeout=60.0):
+    """The server's worker processes, once they are as ``wanted``."""
+    deadline = time.monotonic() + timeout
+    while not wanted(found := served.workers()):
+        assert time.monotonic() < deadline, f"the server's workers are {found}"
+        time.sleep(0.2)
+    return found

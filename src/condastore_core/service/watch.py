@@ -16,8 +16,10 @@ from pathlib import Path
 import watchfiles
 from sqlalchemy import select
 
+from condastore_core import layout
 from condastore_core.db.models import Build, BuildStatus, Environment, Namespace
 from condastore_core.errors import CondastoreError
+from condastore_core.locks import file_lock
 from condastore_core.service import environments
 from condastore_core.service.context import Context
 from condastore_core.service.namespaces import create_namespace
@@ -120,7 +122,11 @@ class DirectoryWatcher:
         self._thread.join(timeout=10)
 
     def sync(self) -> SyncReport:
-        self.last_report = sync_directory(self.ctx, self.directory, self.namespace)
+        # Every server process of this machine watches the same directories: they
+        # take turns, and those after the first find nothing left to do (two at once
+        # would both archive a removed file's environment, and one of them fail).
+        with file_lock(layout.lock_file_path(self.ctx.settings.data_dir, "watch")):
+            self.last_report = sync_directory(self.ctx, self.directory, self.namespace)
         self.synced.set()
         return self.last_report
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from condastore_core.db.models import MAX_ID
 from condastore_core.errors import InvalidRequest
+from condastore_registry import request_body
 
 MAX_BODY_BYTES = 1 << 20
 M = TypeVar("M", bound=BaseModel)
@@ -43,16 +44,11 @@ class SolveRequest(Body):
 
 
 def read_body(req: falcon.Request, model: type[M], limit: int = MAX_BODY_BYTES) -> M:
-    """Parse the JSON body of ``req`` into ``model``, refusing bodies over ``limit`` bytes."""
-    if req.content_length is not None and req.content_length > limit:
-        raise falcon.HTTPContentTooLarge(
-            description=f"the request body is larger than {limit} bytes"
-        )
-    raw = req.bounded_stream.read(limit + 1)
-    if len(raw) > limit:
-        raise falcon.HTTPContentTooLarge(
-            description=f"the request body is larger than {limit} bytes"
-        )
+    """Parse the JSON body of ``req`` (sized or chunked) into ``model``; 413 past ``limit``."""
+    try:
+        raw = request_body.read_body(req, limit)
+    except request_body.BodyTooLarge as exc:
+        raise falcon.HTTPContentTooLarge(description=str(exc)) from None
     try:
         data = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
