@@ -65,6 +65,9 @@ class Settings:
     watch_namespace: str = "filesystem"
     #: Garbage collection runs this often (hours) in the server or on workers; 0 turns it off.
     gc_interval_hours: float = 24
+    #: Registry uploads started longer ago than this (hours) and never finished are purged,
+    #: with their staged bytes, by garbage collection.
+    upload_max_age_hours: float = 24
     #: New builds are refused while the data directory has less free space than this.
     min_free_bytes: int = 1 << 30
     #: What environment images stand on: "" (scratch), an OCI layout directory, or a
@@ -188,6 +191,7 @@ def _coerce(key: str, value: Any) -> Any:
             "build_lease_seconds",
             "build_timeout_seconds",
             "gc_interval_hours",
+            "upload_max_age_hours",
             "image_wait_seconds",
             "image_solve_ttl_seconds",
         ):
