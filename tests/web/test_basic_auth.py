@@ -48,6 +48,14 @@ class Connection:
         resp.body = resp.read()
         return resp
 
+    def login(self, name: str, password: str):
+        body = json.dumps({"username": name, "password": password}).encode()
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        self.conn.request("POST", "/api/v1/auth/login", body=body, headers=headers)
+        resp = self.conn.getresponse()
+        resp.body = resp.read()
+        return resp
+
 
 @pytest.fixture
 def counting():
@@ -121,6 +129,8 @@ def test_failed_logins_are_throttled_per_user_and_per_address(ctx, server, count
     assert 1 <= int(r.getheader("Retry-After")) <= 60
     r = server.get("/api/v1/auth/me", basic("bob", PASSWORD))
     assert r.status == 429 and 1 <= int(r.getheader("Retry-After")) <= 60
+    r = server.login("bob", PASSWORD)  # the login form is throttled alike
+    assert r.status == 429 and r.getheader("Retry-After")
     # ada is not bob: she may still log in, until this address has failed too often
     assert server.get("/api/v1/auth/me", basic("ada", PASSWORD)).status == 200
     for _ in range(2):

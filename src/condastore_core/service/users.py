@@ -252,12 +252,10 @@ def principal_for_basic(
         if _still_verified(ctx, user, cached[1]):
             return _basic_principal(user), None  # type: ignore[arg-type]
         ctx.credentials.drop(key)  # the password changed or the account was disabled
-    _throttle(ctx, name, address)
-    if authenticator.authenticate(ctx, name, secret) is None:
-        _record_failure(ctx, name, address)
-        if token_error is not None:
-            raise token_error
-        raise Unauthenticated("wrong user name or password")
+    try:
+        check_password(ctx, authenticator, name, secret, address)
+    except Unauthenticated:
+        raise token_error or Unauthenticated("wrong user name or password") from None
     if user is None or user.disabled_at is not None:  # another identity backend's user
         user = ctx.first(_BASIC_USER, {"name": name})
         if user is None or user.disabled_at is not None:
@@ -277,6 +275,23 @@ def _still_verified(ctx: Context, user: Row | None, stamp: bytes) -> bool:
 
 def _basic_principal(user: Row) -> Principal:
     return Principal(name=user.name, is_admin=user.is_admin, groups=frozenset(user.groups))
+
+
+def check_password(
+    ctx: Context, authenticator: Authenticator, name: str, password: str, address: str | None
+) -> str:
+    """The user ``authenticator`` finds for these credentials, throttled.
+
+    Past ``login_failures_per_user`` (or ``_per_address``) failures in the
+    window, TooManyRequests is raised before the password is checked, so a
+    flood of wrong passwords costs no scrypt.
+    """
+    _throttle(ctx, name, address)
+    user = authenticator.authenticate(ctx, name, password)
+    if user is None:
+        _record_failure(ctx, name, address)
+        raise Unauthenticated("wrong user name or password")
+    return user
 
 
 def _throttle(ctx: Context, name: str, address: str | None) -> None:
