@@ -18,7 +18,9 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
+from condastore_core.db.models import RegistryManifest
 from condastore_core.image.manifest import CONFIG, INDEX, MANIFEST
 from condastore_core.service.registry import MAX_MANIFEST_DEPTH
 from condastore_registry.errors import STATUS
@@ -125,7 +127,7 @@ def test_a_closing_put_out_of_order_is_416_and_the_upload_stays(client):
 # -- 2. referrers of image manifests without artifactType ----------------------------------
 
 
-def test_an_image_referrer_without_artifact_type_is_listed_by_its_config_type(client):
+def test_an_image_referrer_without_artifact_type_is_listed_by_its_config_type(client, ctx):
     config = b'{"architecture": "amd64", "os": "linux"}'
     push_blob(client, "team/app", config)
     push_blob(client, "team/app", b"base layer")
@@ -144,6 +146,14 @@ def test_an_image_referrer_without_artifact_type_is_listed_by_its_config_type(cl
     )
     assert [m["digest"] for m in json.loads(r.body)["manifests"]] == [sha256(signature)]
     assert r.getheader("OCI-Filters-Applied") == "artifactType"
+    # a manifest recorded before its config type was kept is found all the same
+    with ctx.engine.begin() as conn:
+        conn.execute(update(RegistryManifest).values(artifact_type=None))
+    r = client.request(
+        "GET",
+        f"/v2/team/app/referrers/{sha256(base)}?artifactType={urllib.parse.quote(CONFIG)}",
+    )
+    assert [m["artifactType"] for m in json.loads(r.body)["manifests"]] == [CONFIG]
 
 
 # -- 3. non-distributable layers ---------------------------------------------------------

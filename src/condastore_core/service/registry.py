@@ -10,6 +10,7 @@ HTTP answers. Uploads, which stage bytes before they become blobs, are in
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -31,6 +32,7 @@ from condastore_core.digests import Digest, digest_bytes
 from condastore_core.errors import CondastoreError, InvalidDigest
 from condastore_core.image import manifest as mt
 from condastore_core.service.context import Context
+from condastore_core.store import read_all
 
 #: The distribution spec's grammar for repository names and tags.
 NAME_PATTERN = re.compile(
@@ -401,22 +403,33 @@ def repository_exists(ctx: Context, repository: str) -> bool:
 def referrers(
     ctx: Context, repository: str, digest: Digest, artifact_type: str | None
 ) -> list[dict[str, Any]]:
+    """Descriptors of the manifests whose subject is ``digest``, of ``artifact_type`` if given.
+
+    Image manifests stored before their config's type was recorded as their
+    artifactType get it from their bytes here (the filter is applied after),
+    so they need no migration.
+    """
     with ctx.sessions() as session:
         stmt = select(RegistryManifest).where(
             RegistryManifest.repository == repository, RegistryManifest.subject == str(digest)
         )
-        if artifact_type:
-            stmt = stmt.where(RegistryManifest.artifact_type == artifact_type)
         rows = session.scalars(stmt.order_by(RegistryManifest.id)).all()
     out = []
     for row in rows:
+        kind = row.artifact_type
+        if kind is None and row.media_type == mt.MANIFEST:
+            with contextlib.suppress(CondastoreError, ValueError):  # unreadable: listed bare
+                doc = json.loads(read_all(ctx.store, parse_digest(row.digest)))
+                kind = _artifact_type(doc, row.media_type) if isinstance(doc, dict) else None
+        if artifact_type and kind != artifact_type:
+            continue
         descriptor: dict[str, Any] = {
             "mediaType": row.media_type,
             "digest": row.digest,
             "size": row.size,
         }
-        if row.artifact_type:
-            descriptor["artifactType"] = row.artifact_type
+        if kind:
+            descriptor["artifactType"] = kind
         if row.annotations:
             descriptor["annotations"] = row.annotations
         out.append(descriptor)
