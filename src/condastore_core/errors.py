@@ -107,3 +107,13 @@ class InsufficientStorage(CondastoreError):
     """The data directory is nearly full: new builds are refused until space is freed."""
 
     code = "INSUFFICIENT_STORAGE"
+
+
+class TooManyRequests(CondastoreError):
+    """Too many failed logins for a user or from an address; retry after ``retry_after`` s."""
+
+    code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, detail={"retry_after": retry_after})
+        self.retry_after = retry_after

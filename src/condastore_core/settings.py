@@ -65,6 +65,9 @@ class Settings:
     watch_namespace: str = "filesystem"
     #: Garbage collection runs this often (hours) in the server or on workers; 0 turns it off.
     gc_interval_hours: float = 24
+    #: Registry uploads started longer ago than this (hours) and never finished are purged,
+    #: with their staged bytes, by garbage collection.
+    upload_max_age_hours: float = 24
     #: New builds are refused while the data directory has less free space than this.
     min_free_bytes: int = 1 << 30
     #: What environment images stand on: "" (scratch), an OCI layout directory, or a
@@ -88,6 +91,14 @@ class Settings:
     #: Lifetime of a login (session) token, and the longest any token may live.
     token_lifetime_seconds: float = 7 * 24 * 3600
     max_token_lifetime_seconds: float = 90 * 24 * 3600
+    #: A verified HTTP Basic password is trusted this long (seconds) without scrypt again;
+    #: a password change or a disabled account ends that at once. 0 turns it off.
+    basic_auth_cache_seconds: float = 60
+    #: Failed password checks allowed per user and per address in a window (seconds);
+    #: past them, 429 with Retry-After, before any password is checked.
+    login_failures_per_user: int = 10
+    login_failures_per_address: int = 30
+    login_failure_window_seconds: float = 60
     #: A file holding the one Ed25519 key that signs tokens, given to every machine; by
     #: default the keys live in the database, shared by every server (``keys rotate``).
     signing_key_path: Path | None = None
@@ -188,11 +199,20 @@ def _coerce(key: str, value: Any) -> Any:
             "build_lease_seconds",
             "build_timeout_seconds",
             "gc_interval_hours",
+            "upload_max_age_hours",
+            "basic_auth_cache_seconds",
+            "login_failure_window_seconds",
             "image_wait_seconds",
             "image_solve_ttl_seconds",
         ):
             return float(value)
-        if key in ("build_max_attempts", "min_free_bytes", "image_layer_jobs"):
+        if key in (
+            "build_max_attempts",
+            "min_free_bytes",
+            "image_layer_jobs",
+            "login_failures_per_user",
+            "login_failures_per_address",
+        ):
             return int(value)
         if key == "image_compression":
             if value not in ("gzip", "zstd"):

@@ -49,7 +49,7 @@ def identify(ctx: Context, req: falcon.Request, authenticator: users.Authenticat
             return Caller(Principal(name=claims.user), granted)
         return Caller(users.principal_for_token(ctx, value)[0])
     if scheme.lower() == "basic":
-        return Caller(users.principal_for_basic(ctx, value, authenticator)[0])
+        return Caller(users.principal_for_basic(ctx, value, authenticator, req.remote_addr)[0])
     raise Unauthenticated(f"unsupported authorization scheme {scheme!r}")
 
 

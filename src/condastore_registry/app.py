@@ -89,8 +89,7 @@ class Registry:
             raise
         except Exception:
             logger.exception("registry error on %s %s", req.method, req.path)
-            send_error(resp, RegistryError("UNSUPPORTED", "internal error; see the server log"))
-            resp.status = falcon.HTTP_500
+            send_error(resp, RegistryError("UNKNOWN", "internal error; see the server log"))
 
     def _dispatch(self, req: falcon.Request, resp: falcon.Response) -> None:
         path = req.path.removeprefix("/v2").lstrip("/")

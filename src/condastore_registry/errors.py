@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import falcon
 
-from condastore_core.errors import BlobNotFound, CondastoreError, DigestMismatch, InvalidDigest
+from condastore_core.errors import (
+    BlobNotFound,
+    CondastoreError,
+    DigestMismatch,
+    InvalidDigest,
+    TooManyRequests,
+)
 from condastore_core.service.registry import RegistryError
 
 STATUS = {
@@ -34,6 +40,8 @@ def as_registry_error(exc: CondastoreError) -> RegistryError:
         return RegistryError("DIGEST_INVALID", exc.message)
     if isinstance(exc, BlobNotFound):
         return RegistryError("BLOB_UNKNOWN", exc.message)
+    if isinstance(exc, TooManyRequests):
+        return RegistryError("TOOMANYREQUESTS", exc.message, detail=exc.detail)
     return RegistryError("UNSUPPORTED", exc.message)
 
 

@@ -34,10 +34,14 @@ def put_manifest(
         raise RegistryError(
             "SIZE_INVALID", f"manifests are limited to {MAX_MANIFEST_BYTES} bytes"
         ) from None
-    stored = reg.put_manifest(ctx, name, reference, body, req.content_type)
+    tags = req.get_param_as_list("tag") or []  # several tags in one push (spec 1.1.1)
+    stored = reg.put_manifest(ctx, name, reference, body, req.content_type, tags)
     resp.status = falcon.HTTP_201
     resp.location = f"/v2/{name}/manifests/{stored.digest}"
     resp.set_header("Docker-Content-Digest", stored.digest)
+    if tags:
+        for tag in stored.tags:
+            _add_header_line(resp, "OCI-Tag", tag)
     subject = reg.manifest_subject(body)
     if subject:
         resp.set_header("OCI-Subject", subject)
@@ -48,3 +52,16 @@ def delete_manifest(
 ) -> None:
     reg.delete_manifest(ctx, name, reference)
     resp.status = falcon.HTTP_202
+
+
+def _add_header_line(resp: falcon.Response, name: str, value: str) -> None:
+    """One header line per value, as the spec asks for ``OCI-Tag``.
+
+    Falcon joins repeated headers into one comma-separated line, except
+    Set-Cookie, whose lines it keeps apart in ``_extra_headers``; we use that.
+    """
+    extra = getattr(resp, "_extra_headers", ())
+    if extra is None or isinstance(extra, list):
+        resp._extra_headers = [*(extra or []), (name, value)]
+    else:  # a falcon that no longer has it: one list-valued line is equivalent (RFC 9110)
+        resp.append_header(name, value)

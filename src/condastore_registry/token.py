@@ -40,7 +40,9 @@ class TokenResource:
         header = req.get_header("Authorization") or ""
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "basic":
-            principal = users.principal_for_basic(self.ctx, value.strip(), self.authenticator)[0]
+            principal = users.principal_for_basic(
+                self.ctx, value.strip(), self.authenticator, req.remote_addr
+            )[0]
         elif scheme.lower() == "bearer":
             principal = users.principal_for_token(self.ctx, value.strip())[0]
         access = []

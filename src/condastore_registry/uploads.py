@@ -7,6 +7,7 @@ import re
 import falcon
 
 from condastore_core.service import registry as reg
+from condastore_core.service import uploads
 from condastore_core.service.context import Context
 from condastore_core.service.registry import RegistryError
 from condastore_registry.request_body import body_chunks
@@ -30,15 +31,15 @@ def _created(resp: falcon.Response, name: str, digest: str) -> None:
 def start_upload(ctx: Context, req: falcon.Request, resp: falcon.Response, name: str) -> None:
     mount = req.get_param("mount")
     if mount:
-        digest = reg.parse_digest(mount)
-        if reg.mount_blob(ctx, name, digest, req.get_param("from")):
-            _created(resp, name, str(digest))
+        mounted = reg.parse_digest(mount)
+        if reg.mount_blob(ctx, name, mounted, req.get_param("from")):
+            _created(resp, name, str(mounted))
             return
-    upload_id = reg.start_upload(ctx, name)
-    whole = req.get_param("digest")
-    if whole is not None:  # the whole blob in this one POST
-        parsed = reg.parse_digest(whole)
-        reg.finish_upload(ctx, name, upload_id, parsed, body_chunks(req))
+    digest = req.get_param("digest")
+    parsed = reg.parse_digest(digest) if digest is not None else None  # before any upload
+    upload_id = uploads.start_upload(ctx, name)
+    if parsed is not None:  # the whole blob in this one POST
+        uploads.finish_upload(ctx, name, upload_id, parsed, body_chunks(req))
         _created(resp, name, str(parsed))
         return
     resp.status = falcon.HTTP_202
@@ -48,24 +49,32 @@ def start_upload(ctx: Context, req: falcon.Request, resp: falcon.Response, name:
 def upload_status(
     ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str
 ) -> None:
-    size = reg.upload_size(ctx, name, upload_id)
+    size = uploads.upload_size(ctx, name, upload_id)
     resp.status = falcon.HTTP_204
     _upload_location(resp, name, upload_id, size)
+
+
+def _chunk_start(req: falcon.Request) -> int | None:
+    """Where a chunk's ``Content-Range`` says it starts; None without the header."""
+    header = req.get_header("Content-Range")
+    if not header:
+        return None
+    match = _CONTENT_RANGE.match(header.strip())
+    if not match:
+        raise RegistryError("BLOB_UPLOAD_INVALID", f"malformed Content-Range {header!r}")
+    start, end = int(match.group(1)), int(match.group(2))
+    if end < start:
+        raise RegistryError("BLOB_UPLOAD_INVALID", f"backward Content-Range {header!r}")
+    if req.content_length is not None and end - start + 1 != req.content_length:
+        raise RegistryError("BLOB_UPLOAD_INVALID", "Content-Range and Content-Length differ")
+    return start
 
 
 def patch_upload(
     ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str
 ) -> None:
-    start = None
-    header = req.get_header("Content-Range")
-    if header:
-        match = _CONTENT_RANGE.match(header.strip())
-        if not match:
-            raise RegistryError("BLOB_UPLOAD_INVALID", f"malformed Content-Range {header!r}")
-        start = int(match.group(1))
-        if req.content_length is not None and int(match.group(2)) - start + 1 != req.content_length:
-            raise RegistryError("BLOB_UPLOAD_INVALID", "Content-Range and Content-Length differ")
-    size = reg.append_upload(ctx, name, upload_id, body_chunks(req), start)
+    start = _chunk_start(req)
+    size = uploads.append_upload(ctx, name, upload_id, body_chunks(req), start)
     resp.status = falcon.HTTP_202
     _upload_location(resp, name, upload_id, size)
 
@@ -77,12 +86,13 @@ def finish_upload(
     if digest is None:
         raise RegistryError("DIGEST_INVALID", "a digest query parameter is required")
     parsed = reg.parse_digest(digest)
-    reg.finish_upload(ctx, name, upload_id, parsed, body_chunks(req))  # with a last chunk, if any
+    start = _chunk_start(req) if req.content_length else None  # a last chunk, if any
+    uploads.finish_upload(ctx, name, upload_id, parsed, body_chunks(req), start)
     _created(resp, name, str(parsed))
 
 
 def cancel_upload(
     ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str
 ) -> None:
-    reg.cancel_upload(ctx, name, upload_id)
+    uploads.cancel_upload(ctx, name, upload_id)
     resp.status = falcon.HTTP_204

@@ -85,6 +85,41 @@ def test_an_upload_resumes_by_id_in_another_writer(store):
         store.writer(upload_id=first.upload_id)  # committed uploads are gone
 
 
+def test_a_resumed_upload_drops_bytes_staged_past_the_recorded_offset(store):
+    """A session that died after staging bytes but before they were recorded never happened."""
+    first = store.writer()
+    first.write(b"acknowledged, ")
+    first.close()
+    recorded = first.size
+    lost = store.writer(upload_id=first.upload_id)
+    lost.write(b"staged but never recorded")
+    lost.close()
+    resumed = store.writer(upload_id=first.upload_id, offset=recorded)
+    assert resumed.size == recorded
+    resumed.write(b"resent")
+    resumed.close()
+    again = store.writer(upload_id=first.upload_id, offset=recorded + len(b"resent"))
+    info = again.commit(sha(b"acknowledged, resent"))
+    assert read_all(store, info.digest) == b"acknowledged, resent"
+
+
+def test_a_resumed_upload_holding_less_than_recorded_is_refused(store):
+    first = store.writer()
+    first.write(b"short")
+    first.close()
+    with pytest.raises(BlobNotFound):
+        store.writer(upload_id=first.upload_id, offset=100)
+
+
+def test_a_resumed_upload_can_be_cancelled(store):
+    first = store.writer()
+    first.write(b"to be cancelled")
+    first.close()
+    store.writer(upload_id=first.upload_id).cancel()
+    with pytest.raises(BlobNotFound):
+        store.writer(upload_id=first.upload_id)
+
+
 def test_large_blobs_in_many_writes(store):
     chunk = os.urandom(1024 * 1024)
     writer = store.writer()

@@ -193,3 +193,53 @@ def test_collected_bytes_leave_an_s3_store(tmp_path, monkeypatch):
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
         assert f"gc/blobs/sha256/{orphan.digest.hex}" not in keys
         assert f"gc/blobs/sha256/{Digest.parse(kept.digest).hex}" in keys
+
+
+def test_abandoned_uploads_are_purged_after_the_configured_age(ctx, tmp_path):
+    import datetime as dt
+    from dataclasses import replace
+
+    import pytest
+    from click.testing import CliRunner
+    from sqlalchemy import update
+
+    from condastore_core.db.models import RegistryUpload
+    from condastore_core.service import uploads
+    from condastore_core.service.registry import RegistryError
+    from condastore_web.cli import main as cli
+
+    old = uploads.start_upload(ctx, "team/app")
+    uploads.append_upload(ctx, "team/app", old, [b"x" * 1000], None)
+    young = uploads.start_upload(ctx, "team/app")
+    uploads.append_upload(ctx, "team/app", young, [b"y" * 10], None)
+    with ctx.engine.begin() as conn:  # started two days ago, never finished
+        conn.execute(
+            update(RegistryUpload)
+            .where(RegistryUpload.id == old)
+            .values(started_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+        )
+
+    dry = gc.collect(ctx, dry_run=True)
+    assert (dry.uploads_purged, dry.upload_bytes_freed) == (1, 1000)
+    assert uploads.upload_size(ctx, "team/app", old) == 1000  # a dry run changes nothing
+    result = CliRunner().invoke(
+        cli,
+        ["gc", "--dry-run", "--json", "--data-dir", str(ctx.settings.data_dir)],
+        env={"CONDASTORE_DATABASE_URL": ctx.settings.resolved_database_url},
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["uploads_purged"] == 1
+
+    ctx.settings = replace(ctx.settings, upload_max_age_hours=72)  # configurable: kept
+    assert gc.collect(ctx).uploads_purged == 0
+    ctx.settings = replace(ctx.settings, upload_max_age_hours=24)
+    report = gc.collect(ctx)
+    assert (report.uploads_purged, report.upload_bytes_freed) == (1, 1000)
+    with pytest.raises(RegistryError) as gone:
+        uploads.upload_size(ctx, "team/app", old)
+    assert gone.value.code == "BLOB_UPLOAD_UNKNOWN"
+    assert not ctx.store.staging_path(old).exists()
+    assert uploads.upload_size(ctx, "team/app", young) == 10  # the young one goes on
+    uploads.finish_upload(
+        ctx, "team/app", young, Digest("sha256", hashlib.sha256(b"y" * 11).hexdigest()), [b"y"]
+    )

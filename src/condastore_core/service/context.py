@@ -9,6 +9,7 @@ from sqlalchemy import Engine, Executable, Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from condastore_core import layout
+from condastore_core.auth.credentials import FailureThrottle, VerifiedCredentials
 from condastore_core.auth.keys import DatabaseKeyRing, FileKeyRing, KeyRing
 from condastore_core.auth.tokens import TokenSigner
 from condastore_core.builds import LocalBuilder
@@ -42,6 +43,9 @@ class Context:
     watchers: list = field(default_factory=list)
     #: Background threads of this process with a ``stop()`` (scheduler, reaper).
     background: list = field(default_factory=list)
+    #: HTTP Basic passwords this process verified lately, and its recent failed logins.
+    credentials: VerifiedCredentials = field(default_factory=VerifiedCredentials)
+    login_failures: FailureThrottle = field(default_factory=FailureThrottle)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Context:
@@ -62,6 +66,8 @@ class Context:
             ),
             solver_for(settings),
             TokenSigner(key_ring(settings, engine)),
+            credentials=VerifiedCredentials(settings.basic_auth_cache_seconds),
+            login_failures=FailureThrottle(window=settings.login_failure_window_seconds),
         )
 
     @property

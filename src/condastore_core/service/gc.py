@@ -9,6 +9,9 @@
    manifest) or what such a manifest names, or a registry blob link younger
    than the grace period, references it. Blobs written within the grace period
    are never swept, so collection can run while builds and pushes go on.
+3. Registry uploads started more than ``upload_max_age_hours`` ago and never
+   finished are ended and their staged bytes removed: whoever may push could
+   otherwise fill the disk with uploads they never complete.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from condastore_core.db.models import (
 )
 from condastore_core.digests import Digest
 from condastore_core.errors import BlobNotFound
+from condastore_core.service import uploads
 from condastore_core.service.context import Context
 from condastore_core.service.policies import effective_policy
 from condastore_core.store import read_all
@@ -54,6 +58,8 @@ class GcReport:
     blobs_deleted: int = 0
     bytes_freed: int = 0
     blobs_kept: int = 0
+    uploads_purged: int = 0
+    upload_bytes_freed: int = 0
     dry_run: bool = False
 
     def to_json(self) -> dict[str, object]:
@@ -64,6 +70,8 @@ class GcReport:
             "blobs_deleted": self.blobs_deleted,
             "bytes_freed": self.bytes_freed,
             "blobs_kept": self.blobs_kept,
+            "uploads_purged": self.uploads_purged,
+            "upload_bytes_freed": self.upload_bytes_freed,
             "dry_run": self.dry_run,
         }
 
@@ -75,14 +83,22 @@ def collect(
     grace_seconds: float = GRACE_SECONDS,
     prune_untagged: bool = False,
 ) -> GcReport:
-    """Apply retention, then sweep every blob nothing live references."""
+    """Apply retention, purge abandoned uploads, then sweep every blob nothing live references."""
     report = GcReport(dry_run=dry_run)
     _retention(ctx, report, dry_run)
     _remove_prefixes(ctx, report, dry_run)
     if prune_untagged:
         _prune_untagged(ctx, report, dry_run, grace_seconds)
+    _purge_uploads(ctx, report, dry_run)
     _sweep(ctx, report, dry_run, grace_seconds)
     return report
+
+
+def _purge_uploads(ctx: Context, report: GcReport, dry_run: bool) -> None:
+    max_age = dt.timedelta(hours=ctx.settings.upload_max_age_hours)
+    for upload in uploads.purge_abandoned(ctx, max_age, dry_run=dry_run):
+        report.uploads_purged += 1
+        report.upload_bytes_freed += upload.size
 
 
 def _retention(ctx: Context, report: GcReport, dry_run: bool) -> None:

@@ -1,20 +1,24 @@
-"""Repositories of the OCI registry: blob links, uploads, manifests, tags, referrers.
+"""Repositories of the OCI registry: blob links, manifests, tags, referrers.
 
 Bytes live in the blob store (a manifest's exact bytes too); these functions
 keep the metadata that makes a repository: which blobs it may serve, which
 manifests it holds, where its tags point and which manifests refer to which.
 Errors carry the distribution spec's codes; the registry app turns them into
-HTTP answers.
+HTTP answers. Uploads, which stage bytes before they become blobs, are in
+:mod:`condastore_core.service.uploads`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from condastore_core.db.base import rowcount
@@ -22,22 +26,23 @@ from condastore_core.db.models import (
     RegistryBlob,
     RegistryManifest,
     RegistryTag,
-    RegistryUpload,
     utcnow,
 )
 from condastore_core.digests import Digest, digest_bytes
 from condastore_core.errors import CondastoreError, InvalidDigest
 from condastore_core.image import manifest as mt
 from condastore_core.service.context import Context
+from condastore_core.store import read_all
 
 #: The distribution spec's grammar for repository names and tags.
 NAME_PATTERN = re.compile(
     r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$"
 )
 TAG_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
-_UPLOAD_ID = re.compile(r"[a-f0-9]{32}")
 MAX_NAME_LENGTH = 255
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+#: Real manifests nest a handful of levels; a cap keeps parsing bounded (no RecursionError).
+MAX_MANIFEST_DEPTH = 64
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -84,7 +89,7 @@ _LINKED_BLOB_SIZE = select(RegistryBlob.size).where(
 )
 
 
-def _link(conn: Connection, repository: str, digest: Digest, size: int) -> None:
+def link_in(conn: Connection, repository: str, digest: Digest, size: int) -> None:
     """Link within ``conn``'s transaction; a link made meanwhile by another request is fine."""
     params = {"repository": repository, "digest": str(digest)}
     if conn.execute(_LINKED_BLOB_SIZE, params).first() is not None:
@@ -98,7 +103,7 @@ def _link(conn: Connection, repository: str, digest: Digest, size: int) -> None:
 
 def link_blob(ctx: Context, repository: str, digest: Digest, size: int) -> None:
     with ctx.engine.begin() as conn:
-        _link(conn, repository, digest, size)
+        link_in(conn, repository, digest, size)
 
 
 def blob_size(ctx: Context, repository: str, digest: Digest) -> int:
@@ -134,95 +139,6 @@ def mount_blob(ctx: Context, repository: str, digest: Digest, source: str | None
     return True
 
 
-# -- uploads -------------------------------------------------------------------------
-
-
-def start_upload(ctx: Context, repository: str) -> str:
-    writer = ctx.store.writer()  # the store names the upload; its bytes are staged there
-    writer.close()
-    upload_id = writer.upload_id
-    with ctx.engine.begin() as conn:
-        conn.execute(insert(RegistryUpload), {"id": upload_id, "repository": repository, "size": 0})
-    return upload_id
-
-
-_UPLOAD = select(RegistryUpload.repository, RegistryUpload.size).where(
-    RegistryUpload.id == bindparam("id")
-)
-_UPLOAD_ENDS = delete(RegistryUpload).where(RegistryUpload.id == bindparam("id"))
-
-
-def upload_size(ctx: Context, repository: str, upload_id: str) -> int:
-    row = ctx.first(_UPLOAD, {"id": upload_id}) if _UPLOAD_ID.fullmatch(upload_id) else None
-    if row is None or row.repository != repository:
-        raise RegistryError("BLOB_UPLOAD_UNKNOWN", f"no upload {upload_id!r} in {repository}")
-    return row.size
-
-
-def append_upload(
-    ctx: Context,
-    repository: str,
-    upload_id: str,
-    chunks,
-    start: int | None,  # type: ignore[no-untyped-def]
-) -> int:
-    """Append a chunk; ``start`` (from Content-Range) must be where the upload ends."""
-    size = upload_size(ctx, repository, upload_id)
-    if start is not None and start != size:
-        raise RegistryError(
-            "BLOB_UPLOAD_INVALID",
-            f"chunk starts at {start} but the upload holds {size} bytes",
-            detail={"range_not_satisfiable": True, "size": size},
-        )
-    writer = ctx.store.writer(upload_id=upload_id)
-    try:
-        for chunk in chunks:
-            writer.write(chunk)
-    finally:
-        writer.close()
-    with ctx.engine.begin() as conn:
-        conn.execute(
-            update(RegistryUpload).where(RegistryUpload.id == upload_id).values(size=writer.size)
-        )
-    return writer.size
-
-
-def finish_upload(
-    ctx: Context,
-    repository: str,
-    upload_id: str,
-    digest: Digest,
-    last_chunk=(),  # type: ignore[no-untyped-def]
-) -> int:
-    """Append ``last_chunk``, verify, commit under ``digest`` and link; the upload ends."""
-    upload_size(ctx, repository, upload_id)
-    writer = ctx.store.writer(digest.algorithm, upload_id=upload_id)
-    try:
-        for chunk in last_chunk:
-            writer.write(chunk)
-        info = writer.commit(digest)  # a mismatch discards the staged bytes
-    except BaseException as exc:
-        _end_upload(ctx, upload_id)
-        if isinstance(exc, CondastoreError):
-            raise RegistryError("DIGEST_INVALID", exc.message) from None
-        raise
-    with ctx.engine.begin() as conn:  # the upload ends and the blob appears together
-        conn.execute(_UPLOAD_ENDS, {"id": upload_id})
-        _link(conn, repository, info.digest, info.size)
-    return info.size
-
-
-def _end_upload(ctx: Context, upload_id: str) -> None:
-    with ctx.engine.begin() as conn:
-        conn.execute(_UPLOAD_ENDS, {"id": upload_id})
-
-
-def cancel_upload(ctx: Context, repository: str, upload_id: str) -> None:
-    upload_size(ctx, repository, upload_id)
-    ctx.store.writer(upload_id=upload_id).cancel()
-    _end_upload(ctx, upload_id)
-
-
 # -- manifests -----------------------------------------------------------------------
 
 
@@ -231,21 +147,87 @@ class StoredManifest:
     digest: str
     media_type: str
     size: int
+    #: The tags this push set (the reference's, then each ``?tag=``), in the order asked.
+    tags: tuple[str, ...] = ()
 
 
-def put_manifest(
-    ctx: Context, repository: str, reference: str, body: bytes, content_type: str | None
-) -> StoredManifest:
-    """Store a manifest's exact bytes, check what it references, tag it when asked."""
-    tag, wanted = parse_reference(reference)
+#: Layers that live elsewhere by definition (licensed base layers, Windows foreign layers):
+#: a manifest may name them without their bytes ever being pushed here.
+NONDISTRIBUTABLE_PREFIXES = (
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar",
+)
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+#: +1 for an opening bracket, -1 for a closing one, per byte value.
+_DEPTH_STEP = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
+
+
+def check_depth(body: bytes, limit: int = MAX_MANIFEST_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` before parsing it.
+
+    Python's parser recurses once per level and fails with RecursionError far
+    below what fits in 4 MiB. The scan runs in C (regular expressions, then
+    map/accumulate over the brackets left) and allocates at most a copy of
+    the body; brackets inside strings do not count.
+    """
+    structure = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body))
+    if structure.count(b"[") + structure.count(b"{") <= limit:
+        return  # cannot be deeper than it has openings
+    if max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, structure))) > limit:
+        raise RegistryError("MANIFEST_INVALID", f"the manifest nests deeper than {limit} levels")
+
+
+def _parse_manifest(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_MANIFEST_BYTES:
         raise RegistryError("MANIFEST_INVALID", f"manifest larger than {MAX_MANIFEST_BYTES} bytes")
+    check_depth(body)
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise RegistryError("MANIFEST_INVALID", "the manifest is not JSON") from None
     if not isinstance(doc, dict):
         raise RegistryError("MANIFEST_INVALID", "the manifest is not a JSON object")
+    return doc
+
+
+def _check_tag(tag: str) -> str:
+    if not TAG_PATTERN.match(tag):
+        raise RegistryError("MANIFEST_INVALID", f"invalid tag {tag!r}")
+    return tag
+
+
+def _artifact_type(doc: dict[str, Any], media_type: str) -> str | None:
+    """The artifactType a referrers index lists for this manifest.
+
+    The distribution spec: an image manifest without one is listed with its
+    config's media type.
+    """
+    artifact_type = doc.get("artifactType")
+    if artifact_type is None and media_type == mt.MANIFEST:
+        config = doc.get("config")
+        artifact_type = config.get("mediaType") if isinstance(config, dict) else None
+    return artifact_type if isinstance(artifact_type, str) and artifact_type else None
+
+
+def put_manifest(
+    ctx: Context,
+    repository: str,
+    reference: str,
+    body: bytes,
+    content_type: str | None,
+    tags: Sequence[str] = (),
+) -> StoredManifest:
+    """Store a manifest's exact bytes, check what it references, tag it when asked.
+
+    ``tags`` (the ``?tag=`` parameters of a push) are set with the reference's
+    own tag, all in one transaction: all of them or none.
+    """
+    tag, wanted = parse_reference(reference)
+    wanted_tags = [_check_tag(t) for t in ([tag] if tag else []) + list(tags)]
+    wanted_tags = list(dict.fromkeys(wanted_tags))
+    doc = _parse_manifest(body)
     media_type = doc.get("mediaType") or (content_type or "").split(";")[0].strip()
     if media_type not in MANIFEST_TYPES:
         raise RegistryError("MANIFEST_INVALID", f"unsupported manifest media type {media_type!r}")
@@ -259,11 +241,7 @@ def put_manifest(
         if not isinstance(subject, dict) or "digest" not in subject:
             raise RegistryError("MANIFEST_INVALID", "subject must be a descriptor")
         subject_digest = str(parse_digest(subject["digest"]))
-    artifact_type = doc.get("artifactType")
-    if artifact_type is None and media_type == mt.MANIFEST:
-        config_type = (doc.get("config") or {}).get("mediaType")
-        if config_type and config_type != mt.CONFIG:
-            artifact_type = config_type
+    artifact_type = _artifact_type(doc, media_type)
     info = _put_bytes(ctx, body, digest)
     with ctx.sessions.begin() as session:
         row = session.scalar(
@@ -284,17 +262,17 @@ def put_manifest(
                     annotations=doc.get("annotations"),
                 )
             )
-        if tag is not None:
+        for name in wanted_tags:
             existing = session.scalar(
                 select(RegistryTag).where(
-                    RegistryTag.repository == repository, RegistryTag.name == tag
+                    RegistryTag.repository == repository, RegistryTag.name == name
                 )
             )
             if existing is None:
-                session.add(RegistryTag(repository=repository, name=tag, digest=str(digest)))
+                session.add(RegistryTag(repository=repository, name=name, digest=str(digest)))
             else:
                 existing.digest, existing.updated_at = str(digest), utcnow()
-    return StoredManifest(str(digest), media_type, info)
+    return StoredManifest(str(digest), media_type, info, tuple(wanted_tags))
 
 
 def manifest_subject(body: bytes) -> str | None:
@@ -309,9 +287,23 @@ def _put_bytes(ctx: Context, body: bytes, digest: Digest) -> int:
     return writer.commit(digest).size
 
 
+def _descriptors(doc: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    """The descriptors under ``field`` (one object, or a list), each with a string digest."""
+    value = doc.get(field)
+    if value is None:
+        return []
+    items = [value] if field == "config" else value
+    if not isinstance(items, list) or not all(
+        isinstance(d, dict) and isinstance(d.get("digest"), str) for d in items
+    ):
+        raise RegistryError("MANIFEST_INVALID", f"{field} must hold descriptors")
+    return items
+
+
 def _check_references(ctx: Context, repository: str, doc: dict[str, Any], media_type: str) -> None:
     if media_type in INDEX_TYPES:
-        wanted = [d.get("digest", "") for d in doc.get("manifests") or []]
+        children = _descriptors(doc, "manifests")
+        wanted = [str(parse_digest(d["digest"])) for d in children]
         with ctx.sessions() as session:
             held = set(
                 session.scalars(
@@ -327,12 +319,12 @@ def _check_references(ctx: Context, repository: str, doc: dict[str, Any], media_
                 "MANIFEST_BLOB_UNKNOWN", f"manifest {missing[0]} is not in {repository}"
             )
         return
-    descriptors = [doc.get("config")] if doc.get("config") else []
-    descriptors += doc.get("layers") or []
+    descriptors = _descriptors(doc, "config") + _descriptors(doc, "layers")
     for descriptor in descriptors:
-        if not isinstance(descriptor, dict) or "digest" not in descriptor:
-            raise RegistryError("MANIFEST_INVALID", "a config or layer is not a descriptor")
         digest = parse_digest(descriptor["digest"])
+        layer_type = descriptor.get("mediaType")
+        if isinstance(layer_type, str) and layer_type.startswith(NONDISTRIBUTABLE_PREFIXES):
+            continue  # its bytes live elsewhere
         try:
             blob_size(ctx, repository, digest)
         except RegistryError:
@@ -411,22 +403,33 @@ def repository_exists(ctx: Context, repository: str) -> bool:
 def referrers(
     ctx: Context, repository: str, digest: Digest, artifact_type: str | None
 ) -> list[dict[str, Any]]:
+    """Descriptors of the manifests whose subject is ``digest``, of ``artifact_type`` if given.
+
+    Image manifests stored before their config's type was recorded as their
+    artifactType get it from their bytes here (the filter is applied after),
+    so they need no migration.
+    """
     with ctx.sessions() as session:
         stmt = select(RegistryManifest).where(
             RegistryManifest.repository == repository, RegistryManifest.subject == str(digest)
         )
-        if artifact_type:
-            stmt = stmt.where(RegistryManifest.artifact_type == artifact_type)
         rows = session.scalars(stmt.order_by(RegistryManifest.id)).all()
     out = []
     for row in rows:
+        kind = row.artifact_type
+        if kind is None and row.media_type == mt.MANIFEST:
+            with contextlib.suppress(CondastoreError, ValueError):  # unreadable: listed bare
+                doc = json.loads(read_all(ctx.store, parse_digest(row.digest)))
+                kind = _artifact_type(doc, row.media_type) if isinstance(doc, dict) else None
+        if artifact_type and kind != artifact_type:
+            continue
         descriptor: dict[str, Any] = {
             "mediaType": row.media_type,
             "digest": row.digest,
             "size": row.size,
         }
-        if row.artifact_type:
-            descriptor["artifactType"] = row.artifact_type
+        if kind:
+            descriptor["artifactType"] = kind
         if row.annotations:
             descriptor["annotations"] = row.annotations
         out.append(descriptor)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hmac
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,8 +28,9 @@ from condastore_core.auth.rbac import (
     Unauthenticated,
     narrow,
 )
+from condastore_core.auth.tokens import TokenClaims
 from condastore_core.db.models import RoleBindingRecord, TokenRecord, User, utcnow
-from condastore_core.errors import Conflict, InvalidRequest, NotFound
+from condastore_core.errors import Conflict, InvalidRequest, NotFound, TooManyRequests
 from condastore_core.service.context import Context
 from condastore_core.service.namespaces import check_namespace_name, create_namespace
 
@@ -186,7 +188,10 @@ def revoke_token(ctx: Context, token_id: str) -> None:
 
 def principal_for_token(ctx: Context, token: str) -> tuple[Principal, dt.datetime]:
     """Who a token speaks for, and until when; refuses revoked tokens and disabled users."""
-    claims = ctx.signer.verify(token)
+    return _principal_for_claims(ctx, ctx.signer.verify(token))
+
+
+def _principal_for_claims(ctx: Context, claims: TokenClaims) -> tuple[Principal, dt.datetime]:
     with ctx.sessions() as session:
         record = session.scalar(select(TokenRecord).where(TokenRecord.jti == claims.token_id))
         if record is None or record.revoked_at is not None:
@@ -207,26 +212,110 @@ def principal_for_token(ctx: Context, token: str) -> tuple[Principal, dt.datetim
     return principal, claims.expires_at
 
 
+#: Built once: what a Basic request needs of its user, read on every request (cached or not).
+_BASIC_USER = select(
+    User.name, User.password_hash, User.disabled_at, User.is_admin, User.groups
+).where(User.name == bindparam("name"))
+
+
 def principal_for_basic(
-    ctx: Context, value: str, authenticator: Authenticator
+    ctx: Context, value: str, authenticator: Authenticator, address: str | None = None
 ) -> tuple[Principal, dt.datetime | None]:
     """HTTP Basic credentials (base64 ``name:secret``): a password, or an API token.
 
-    Returns the principal and, for a token, when it expires.
+    Returns the principal and, for a token, when it expires. The secret is a
+    token only when it is a JWT signed by us; anything else, dots or not, is a
+    password. A verified password is remembered briefly (``ctx.credentials``,
+    checked against the user's current password hash on every request), so a
+    Basic client costs scrypt once, not per request. Failures are throttled
+    per user and per ``address`` before scrypt runs.
     """
     try:
         name, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise Unauthenticated("malformed Basic credentials") from None
-    if secret.count(".") == 2:  # a JWT given as the password (registry clients)
-        principal, expiry = principal_for_token(ctx, secret)
-        if principal.name != name:
-            raise Unauthenticated("the token belongs to another user")
-        return principal, expiry
-    if authenticator.authenticate(ctx, name, secret) is None:
+    token_error: Unauthenticated | None = None
+    if secret.count(".") == 2:  # perhaps a JWT given as the password (registry clients)
+        try:
+            claims = ctx.signer.verify(secret)
+        except Unauthenticated as exc:
+            token_error = exc  # not ours (or expired): it may still be a password
+        else:
+            principal, expiry = _principal_for_claims(ctx, claims)
+            if principal.name != name:
+                raise Unauthenticated("the token belongs to another user")
+            return principal, expiry
+    user = ctx.first(_BASIC_USER, {"name": name})
+    key = ctx.credentials.key(name, secret)
+    cached = ctx.credentials.get(key)
+    if cached is not None:
+        if _still_verified(ctx, user, cached[1]):
+            return _basic_principal(user), None  # type: ignore[arg-type]
+        ctx.credentials.drop(key)  # the password changed or the account was disabled
+    try:
+        check_password(ctx, authenticator, name, secret, address)
+    except Unauthenticated:
+        raise token_error or Unauthenticated("wrong user name or password") from None
+    if user is None or user.disabled_at is not None:  # another identity backend's user
+        user = ctx.first(_BASIC_USER, {"name": name})
+        if user is None or user.disabled_at is not None:
+            raise Unauthenticated(f"user {name!r} does not exist")
+    # The stamp is of the hash read before the check: if the password changes meanwhile,
+    # the next request finds another hash and checks the password again.
+    ctx.credentials.put(key, user.name, ctx.credentials.stamp(user.password_hash))
+    return _basic_principal(user), None
+
+
+def _still_verified(ctx: Context, user: Row | None, stamp: bytes) -> bool:
+    """The account is enabled and its password hash is the one the entry was verified with."""
+    if user is None or user.disabled_at is not None:
+        return False
+    return hmac.compare_digest(stamp, ctx.credentials.stamp(user.password_hash))
+
+
+def _basic_principal(user: Row) -> Principal:
+    return Principal(name=user.name, is_admin=user.is_admin, groups=frozenset(user.groups))
+
+
+def check_password(
+    ctx: Context, authenticator: Authenticator, name: str, password: str, address: str | None
+) -> str:
+    """The user ``authenticator`` finds for these credentials, throttled.
+
+    Past ``login_failures_per_user`` (or ``_per_address``) failures in the
+    window, TooManyRequests is raised before the password is checked, so a
+    flood of wrong passwords costs no scrypt.
+    """
+    _throttle(ctx, name, address)
+    user = authenticator.authenticate(ctx, name, password)
+    if user is None:
+        _record_failure(ctx, name, address)
         raise Unauthenticated("wrong user name or password")
-    user = get_user(ctx, name)
-    return Principal(name=user.name, is_admin=user.is_admin, groups=frozenset(user.groups)), None
+    return user
+
+
+def _throttle(ctx: Context, name: str, address: str | None) -> None:
+    limits, failures = ctx.settings, ctx.login_failures
+    waits = [failures.retry_after(f"user:{name}", limits.login_failures_per_user)]
+    if address:
+        waits.append(failures.retry_after(f"address:{address}", limits.login_failures_per_address))
+    wait = max((w for w in waits if w is not None), default=None)
+    if wait is not None:
+        raise TooManyRequests(f"too many failed logins; retry in {wait} seconds", wait)
+
+
+def _record_failure(ctx: Context, name: str, address: str | None) -> None:
+    ctx.login_failures.record(f"user:{name}")
+    if address:
+        ctx.login_failures.record(f"address:{address}")
+
+
+def set_password(ctx: Context, name: str, password: str) -> None:
+    """Change a user's password; Basic credentials verified with the old one stop working."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidRequest(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    with ctx.sessions.begin() as session:
+        find_user(session, name).password_hash = hash_password(password)
 
 
 def _subjects(user: User) -> set[str]:

@@ -53,7 +53,11 @@ class BlobWriter(Protocol):
     def cancel(self) -> None: ...
 
     def close(self) -> None:
-        """Stop writing for now, keeping what was written; resume later by ``upload_id``."""
+        """Stop writing for now, keeping what was written; resume later by ``upload_id``.
+
+        When it returns, what was written is durable (fsynced, or stored as an
+        object): only then may the caller record the new ``size``.
+        """
 
 
 @runtime_checkable
@@ -67,9 +71,19 @@ class BlobStore(Protocol):
         """A readable stream of the blob's bytes ``[start, end)``; ``end=None`` reads to the end."""
 
     def writer(
-        self, algorithm: str = DEFAULT_ALGORITHM, upload_id: str | None = None
+        self,
+        algorithm: str = DEFAULT_ALGORITHM,
+        upload_id: str | None = None,
+        offset: int | None = None,
     ) -> BlobWriter:
-        """Start an upload, or resume the one named ``upload_id``."""
+        """Start an upload, or resume the one named ``upload_id``.
+
+        ``offset`` resumes at that many bytes: the size the caller last recorded
+        after a ``close``. Anything staged past it (bytes of a session that
+        crashed before the caller recorded them) is dropped, so the upload
+        holds exactly what its owner acknowledged. An upload holding fewer
+        bytes than ``offset`` raises BlobNotFound: its recorded bytes are lost.
+        """
 
     def delete(self, digest: Digest) -> None:
         """Remove a blob; deleting a missing blob raises BlobNotFound."""

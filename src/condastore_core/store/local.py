@@ -51,7 +51,9 @@ class _RangeReader:
 
 
 class LocalBlobWriter:
-    def __init__(self, store: LocalBlobStore, algorithm: str, upload_id: str | None) -> None:
+    def __init__(
+        self, store: LocalBlobStore, algorithm: str, upload_id: str | None, offset: int | None
+    ) -> None:
         self._store = store
         self._algorithm = algorithm
         self._hasher = new_hasher(algorithm)
@@ -59,19 +61,29 @@ class LocalBlobWriter:
         if upload_id is None:
             self.upload_id = uuid.uuid4().hex
             self._path = store.staging_path(self.upload_id)
-            self._file = open(self._path, "xb")  # noqa: SIM115 - closed in commit/cancel
+            self._file: BinaryIO = open(self._path, "xb")  # noqa: SIM115 - closed in commit/cancel
             self._size = 0
-        else:
-            self.upload_id = upload_id
-            self._path = store.staging_path(upload_id)
-            if not self._path.exists():
-                raise BlobNotFound(f"upload {upload_id} is unknown")
-            # Resuming: hashlib state cannot be saved, so re-hash what is staged.
-            with open(self._path, "rb") as f:
-                while chunk := f.read(CHUNK_SIZE):
-                    self._hasher.update(chunk)
-            self._file = open(self._path, "ab")  # noqa: SIM115
-            self._size = self._path.stat().st_size
+            self._hashed_as_written = True
+            return
+        self.upload_id = upload_id
+        self._path = store.staging_path(upload_id)
+        try:
+            self._file = open(self._path, "r+b")  # noqa: SIM115 - closed in commit/cancel
+        except FileNotFoundError:
+            raise BlobNotFound(f"upload {upload_id} is unknown") from None
+        staged = os.fstat(self._file.fileno()).st_size
+        self._size = staged if offset is None else offset
+        if self._size > staged:
+            self._file.close()
+            raise BlobNotFound(
+                f"upload {upload_id} holds {staged} bytes, fewer than the {self._size} recorded"
+            )
+        if staged > self._size:  # written by a session that died before it was recorded
+            self._file.truncate(self._size)
+        self._file.seek(self._size)
+        # hashlib state cannot be saved: a resumed upload is hashed from disk at commit,
+        # once, rather than at every resumption (a PATCH each) of a long chunked upload.
+        self._hashed_as_written = self._size == 0
 
     @property
     def size(self) -> int:
@@ -80,13 +92,18 @@ class LocalBlobWriter:
     def write(self, data: bytes) -> int:
         self._written = True
         self._file.write(data)
-        self._hasher.update(data)
+        if self._hashed_as_written:
+            self._hasher.update(data)
         self._size += len(data)
         return len(data)
 
     def commit(self, expected: Digest | None = None) -> BlobInfo:
         self._file.flush()
         os.fsync(self._file.fileno())
+        if not self._hashed_as_written:
+            self._file.seek(0)
+            while chunk := self._file.read(CHUNK_SIZE):
+                self._hasher.update(chunk)
         self._file.close()
         actual = Digest(self._algorithm, self._hasher.hexdigest())
         if expected is not None and expected != actual:
@@ -155,9 +172,12 @@ class LocalBlobStore:
         return _RangeReader(f, remaining)  # type: ignore[return-value]
 
     def writer(
-        self, algorithm: str = DEFAULT_ALGORITHM, upload_id: str | None = None
+        self,
+        algorithm: str = DEFAULT_ALGORITHM,
+        upload_id: str | None = None,
+        offset: int | None = None,
     ) -> LocalBlobWriter:
-        return LocalBlobWriter(self, algorithm, upload_id)
+        return LocalBlobWriter(self, algorithm, upload_id, offset)
 
     def delete(self, digest: Digest) -> None:
         try:

@@ -41,7 +41,9 @@ def _missing(exc: ClientError) -> bool:
 
 
 class S3BlobWriter:
-    def __init__(self, store: S3BlobStore, algorithm: str, upload_id: str | None) -> None:
+    def __init__(
+        self, store: S3BlobStore, algorithm: str, upload_id: str | None, offset: int | None
+    ) -> None:
         if algorithm not in ALGORITHMS:
             raise InvalidDigest(f"unsupported digest algorithm: {algorithm!r}")
         self._store = store
@@ -56,8 +58,23 @@ class S3BlobWriter:
             self._pieces = store.pieces(upload_id)
             if not self._pieces and not store.upload_started(upload_id):
                 raise BlobNotFound(f"upload {upload_id} is unknown")
+            if offset is not None:
+                self._resume_at(offset)
         if upload_id is None:
             store.mark_started(self.upload_id)
+
+    def _resume_at(self, offset: int) -> None:
+        """Keep the pieces that make up ``offset`` bytes; drop later ones (never recorded)."""
+        kept, total = 0, 0
+        while kept < len(self._pieces) and total < offset:
+            total += self._pieces[kept][1]
+            kept += 1
+        if total != offset:  # pieces are whole sessions: a recorded size ends on one
+            raise BlobNotFound(
+                f"upload {self.upload_id} holds {total} bytes where {offset} were recorded"
+            )
+        self._store.delete_keys([key for key, _ in self._pieces[kept:]])
+        del self._pieces[kept:]
 
     @property
     def size(self) -> int:
@@ -208,9 +225,12 @@ class S3BlobStore:
         for page in self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=base
         ):
-            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-            if keys:
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+            self.delete_keys([obj["Key"] for obj in page.get("Contents", [])])
+
+    def delete_keys(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # S3 deletes at most 1000 keys per call
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
 
     # -- the BlobStore protocol --------------------------------------------------------
 
@@ -243,9 +263,12 @@ class S3BlobStore:
             raise
 
     def writer(
-        self, algorithm: str = DEFAULT_ALGORITHM, upload_id: str | None = None
+        self,
+        algorithm: str = DEFAULT_ALGORITHM,
+        upload_id: str | None = None,
+        offset: int | None = None,
     ) -> S3BlobWriter:
-        return S3BlobWriter(self, algorithm, upload_id)
+        return S3BlobWriter(self, algorithm, upload_id, offset)
 
     def delete(self, digest: Digest) -> None:
         if not self.exists(digest):

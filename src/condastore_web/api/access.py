@@ -73,7 +73,9 @@ class Authenticate:
         req.context.token_expiry = expiry
 
     def _basic(self, req: falcon.Request, value: str) -> None:
-        principal, expiry = users.principal_for_basic(self.ctx, value, self.authenticator)
+        principal, expiry = users.principal_for_basic(
+            self.ctx, value, self.authenticator, req.remote_addr
+        )
         req.context.principal = principal
         req.context.token_expiry = expiry
 

@@ -8,7 +8,7 @@ import secrets
 import falcon
 from pydantic import Field
 
-from condastore_core.auth.rbac import Action, Unauthenticated
+from condastore_core.auth.rbac import Action
 from condastore_core.service import policies, users
 from condastore_core.service.context import Context
 from condastore_web.api.access import (
@@ -71,9 +71,9 @@ class LoginResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_body(req, Login)
-        name = self.authenticator.authenticate(self.ctx, body.username, body.password)
-        if name is None:
-            raise Unauthenticated("wrong user name or password")
+        name = users.check_password(
+            self.ctx, self.authenticator, body.username, body.password, req.remote_addr
+        )
         issued = users.issue_token(self.ctx, name, kind="session", description="login")
         max_age = int((issued.expires_at - dt.datetime.now(dt.UTC)).total_seconds())
         secure = req.scheme == "https"

@@ -20,6 +20,7 @@ from condastore_core.errors import (
     NotFound,
     SolveError,
     SpecError,
+    TooManyRequests,
 )
 from condastore_core.policy import PolicyViolation
 
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 STATUS_BY_ERROR: list[tuple[type[CondastoreError], int]] = [
     (Unauthenticated, 401),
     (Forbidden, 403),
+    (TooManyRequests, 429),
     (PolicyViolation, 400),
     (NotFound, 404),
     (Conflict, 409),
@@ -76,6 +78,8 @@ def handle_core_error(req, resp, exc: CondastoreError, params) -> None:  # type:
         return
     if status == 401:
         resp.set_header("WWW-Authenticate", 'Bearer realm="condastore"')
+    if isinstance(exc, TooManyRequests):
+        resp.set_header("Retry-After", str(exc.retry_after))
     _set_error(resp, status, exc.code, exc.message, exc.detail)
 
 

@@ -53,3 +53,7 @@ def gc_command(
         f"{verb} {report.bytes_freed} bytes in {report.blobs_deleted} blobs; "
         f"{report.blobs_kept} blobs kept"
     )
+    click.echo(
+        f"abandoned uploads {'to purge' if dry_run else 'purged'}: {report.uploads_purged} "
+        f"({report.upload_bytes_freed} bytes)"
+    )
