@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon
 
 from condastore_core.digests import Digest
-from condastore_core.service import images
+from condastore_core.service import images, tenancy
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.registry import MAX_MANIFEST_BYTES, RegistryError
@@ -27,6 +27,7 @@ def get_manifest(
 def put_manifest(
     ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, reference: str
 ) -> None:
+    tenancy.check_manifest_write(ctx, name, reference)
     if req.content_length is not None and req.content_length > MAX_MANIFEST_BYTES:
         raise RegistryError("SIZE_INVALID", f"manifests are limited to {MAX_MANIFEST_BYTES} bytes")
     body = req.bounded_stream.read(MAX_MANIFEST_BYTES + 1)
@@ -44,5 +45,6 @@ def put_manifest(
 def delete_manifest(
     ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, reference: str
 ) -> None:
+    tenancy.check_manifest_delete(ctx, name, reference)
     reg.delete_manifest(ctx, name, reference)
     resp.status = falcon.HTTP_202

@@ -10,6 +10,7 @@ import falcon
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.registry import RegistryError
+from condastore_registry.access import pull_check
 
 CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?$")
@@ -36,10 +37,14 @@ def _created(resp: falcon.Response, name: str, digest: str) -> None:
 
 def start_upload(ctx: Context, req: falcon.Request, resp: falcon.Response, name: str) -> None:
     mount = req.get_param("mount")
-    if mount:
-        digest = reg.parse_digest(mount)
-        if reg.mount_blob(ctx, name, digest, req.get_param("from")):
-            _created(resp, name, str(digest))
+    if mount:  # only from repositories the caller may pull; else an ordinary upload
+        mounted = reg.parse_digest(mount)
+        source = req.get_param("from")
+        if source is not None:
+            reg.check_name(source)
+        may_pull = pull_check(ctx, req.context.registry_caller)
+        if reg.mount_blob(ctx, name, mounted, source, may_pull):
+            _created(resp, name, str(mounted))
             return
     upload_id = reg.start_upload(ctx, name)
     digest = req.get_param("digest")
