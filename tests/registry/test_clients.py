@@ -300,3 +300,52 @@ def test_skopeo_copies_between_repositories_by_mounting_what_it_may_pull(registr
         f"docker://{host}/vera/copy:v1",
     )
     assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == digest
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+def test_podman_pushes_what_it_pulled_into_the_users_own_namespace(registry, tmp_path):
+    """podman asks for ``pull,push`` on the target and ``pull`` on where the blobs came from,
+    and mounts them from there."""
+    digest = oci_layout(tmp_path / "layout")
+    host = registry.removeprefix("http://")
+    run(
+        "skopeo",
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        f"ada:{PASSWORD}",
+        f"oci:{tmp_path / 'layout'}:v1",
+        f"docker://{host}/team/app:v1",
+    )
+    image = f"{host}/team/app:v1"
+    try:
+        run("podman", "pull", "--tls-verify=false", "--creds", f"vera:{PASSWORD}", image)
+        run(
+            "podman",
+            "push",
+            "--tls-verify=false",
+            "--creds",
+            f"vera:{PASSWORD}",
+            image,
+            f"docker://{host}/vera/mine:v1",
+        )
+        raw = run(
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            f"vera:{PASSWORD}",
+            f"docker://{host}/vera/mine:v1",
+        )
+        original = json.loads((tmp_path / "layout" / "blobs" / "sha256" / digest[7:]).read_text())
+        assert json.loads(raw)["layers"][0]["digest"] == original["layers"][0]["digest"]
+        denied = subprocess.run(
+            ["podman", "push", "--tls-verify=false", "--creds", f"otto:{PASSWORD}", image],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert denied.returncode != 0  # otto may not push into team/app
+    finally:
+        subprocess.run(["podman", "rmi", "-f", image], capture_output=True, timeout=60)
