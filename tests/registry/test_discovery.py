@@ -153,3 +153,24 @@ def users_token(ctx, name: str, bindings: list[str]) -> str:
     from condastore_core.service import users
 
     return users.issue_token(ctx, name, bindings=bindings).token
+
+
+def test_a_tarball_packed_after_the_image_was_made_is_listed_and_pulled(tenants):  # noqa: F811
+    from sqlalchemy import select
+
+    from condastore_core.db.models import Build
+    from condastore_core.service.runner import pack_build
+
+    ctx, url = tenants
+    alice = session_as(ctx, "alice")
+    key = build_key(ctx)
+    image = alice.get(f"{url}/v2/alice/env/manifests/{key}")
+    assert image.status_code == 200
+    with ctx.sessions() as session:
+        build_id = session.scalar(select(Build.id).where(Build.build_key == key))
+    assert pack_build(ctx, build_id)  # the tarball job ends after the first pull
+    tags = alice.get(f"{url}/v2/alice/env/tags/list").json()["tags"]
+    assert f"{key}.tarball" in tags
+    tarball = alice.get(f"{url}/v2/alice/env/manifests/{key}.tarball")
+    assert tarball.status_code == 200, tarball.text
+    assert tarball.json()["subject"]["digest"] == image.headers["Docker-Content-Digest"]
