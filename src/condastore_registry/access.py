@@ -162,8 +162,10 @@ class Challenge(RegistryError):
 
 
 def challenge(req: falcon.Request, repository: str, action: str) -> Challenge:
-    # The whole scope in one quoted parameter, ``pull,push``: oras-py, skopeo and
-    # podman parse quoted strings (their tests here pass through this header).
+    # The whole scope in one quoted parameter, ``pull,push``, as the token spec
+    # shows it: oras-py reads a quoted value whole, commas included, and asks for
+    # exactly it; containers/image (skopeo, podman) and docker ask for the scopes
+    # they work out themselves and read only the realm and service from here.
     return Challenge(
         challenge_header(req, f"repository:{repository}:{SCOPE_ACTIONS[action]}"),
         f"authentication required to {action} {repository}",
