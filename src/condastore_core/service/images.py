@@ -266,6 +266,7 @@ def publish_image(
     index = oci.image_index(descriptors)
     for tag in tags:
         stored = reg.put_manifest(ctx, repository, tag, index, oci.INDEX)
+    assert stored is not None  # callers name at least one tag
     return stored
 
 

@@ -118,7 +118,7 @@ def unlink_blob(ctx: Context, repository: str, digest: Digest) -> None:
                 RegistryBlob.repository == repository, RegistryBlob.digest == str(digest)
             )
         )
-        if gone.rowcount == 0:
+        if gone.rowcount == 0:  # type: ignore[attr-defined]  # a CursorResult
             raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not in {repository}")
 
 
@@ -415,5 +415,5 @@ def delete_manifest(ctx: Context, repository: str, reference: str) -> None:
                     RegistryManifest.digest == str(digest),
                 )
             )
-        if gone.rowcount == 0:
+        if gone.rowcount == 0:  # type: ignore[attr-defined]  # a CursorResult
             raise RegistryError("MANIFEST_UNKNOWN", f"no manifest {reference} in {repository}")

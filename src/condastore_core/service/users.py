@@ -155,8 +155,9 @@ def issue_token(
                 raise InvalidRequest(str(exc)) from None
             own = [b for b in access_policy(ctx).bindings if b.subject in _subjects(user)]
             scope = [str(b) for b in narrow(own, requested, user.is_admin, user.name)]
+            parents = within if within is not None else ()
             for binding in requested if within is not None else ():
-                if not any(binding.within(parent) for parent in within):
+                if not any(binding.within(parent) for parent in parents):
                     raise Forbidden(
                         f"a token cannot grant {binding}: it exceeds this token's rights"
                     )
