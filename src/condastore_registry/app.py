@@ -15,11 +15,17 @@ import falcon
 
 from condastore_core.auth.rbac import Forbidden, Unauthenticated
 from condastore_core.errors import CondastoreError
-from condastore_core.service import users
+from condastore_core.service import tenancy, users
 from condastore_core.service.context import Context
 from condastore_core.service.registry import RegistryError, check_name
 from condastore_registry import blobs, manifests, tags, uploads
-from condastore_registry.access import Challenge, authorize, challenge_header, identify
+from condastore_registry.access import (
+    Challenge,
+    authorize,
+    catalog_check,
+    challenge_header,
+    identify,
+)
 from condastore_registry.errors import as_registry_error, send_error
 from condastore_registry.token import TokenResource
 
@@ -75,7 +81,7 @@ class Registry:
         resp.set_header("Docker-Distribution-API-Version", "registry/2.0")
         try:
             self._dispatch(req, resp)
-        except Challenge as exc:
+        except Challenge as exc:  # 401, or 403 for a token of too narrow a scope
             resp.set_header("WWW-Authenticate", exc.header)
             send_error(resp, exc)
         except Unauthenticated as exc:
@@ -104,6 +110,11 @@ class Registry:
                 return
             resp.media = {}
             return
+        if path == "_catalog":
+            if req.method not in ("GET", "HEAD"):
+                raise RegistryError("UNSUPPORTED", f"{req.method} /v2/_catalog is not supported")
+            tags.list_catalog(self.ctx, req, resp, catalog_check(self.ctx, req, caller))
+            return
         for pattern, methods in ROUTES:
             match = pattern.match(path)
             if match is None:
@@ -114,6 +125,9 @@ class Registry:
                 raise RegistryError("UNSUPPORTED", f"{req.method} is not supported here")
             handler, action = methods[req.method]
             authorize(self.ctx, req, caller, name, action)
+            if action != "pull":
+                tenancy.check_writable(name)
+            req.context.registry_caller = caller  # a mount asks what else it may pull
             handler(self.ctx, req, resp, name, **params)
             return
         raise RegistryError("NAME_INVALID", f"no registry endpoint at /v2/{path}")

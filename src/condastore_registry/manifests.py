@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon
 
 from condastore_core.digests import Digest
-from condastore_core.service import images
+from condastore_core.service import images, tenancy
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.registry import MAX_MANIFEST_BYTES, RegistryError
@@ -28,6 +28,7 @@ def get_manifest(
 def put_manifest(
     ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, reference: str
 ) -> None:
+    tenancy.check_manifest_write(ctx, name, reference)
     try:
         body = read_body(req, MAX_MANIFEST_BYTES)
     except BodyTooLarge:
@@ -50,6 +51,7 @@ def put_manifest(
 def delete_manifest(
     ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, reference: str
 ) -> None:
+    tenancy.check_manifest_delete(ctx, name, reference)
     reg.delete_manifest(ctx, name, reference)
     resp.status = falcon.HTTP_202
 

@@ -1,28 +1,45 @@
-"""Content discovery: the tag list (sorted, ``n``/``last`` with ``Link``) and referrers."""
+"""Content discovery: the tag list and the catalog (sorted, ``n``/``last`` with ``Link``),
+and referrers."""
 
 from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Callable
 
 import falcon
 
 from condastore_core.image.manifest import INDEX
+from condastore_core.service import discovery
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
-from condastore_core.service.registry import RegistryError
+
+#: Catalog pages: the size without ``n``, and the most one page holds.
+CATALOG_PAGE = 100
+MAX_CATALOG_PAGE = 1000
+
+
+def _next_link(resp: falcon.Response, path: str, n: int, items: list[str]) -> None:
+    if n and len(items) == n:
+        query = urllib.parse.urlencode({"n": n, "last": items[-1]})
+        resp.set_header("Link", f'<{path}?{query}>; rel="next"')
 
 
 def list_tags(ctx: Context, req: falcon.Request, resp: falcon.Response, name: str) -> None:
     n = req.get_param_as_int("n", min_value=0)
-    last = req.get_param("last")
-    if not reg.repository_exists(ctx, name):
-        raise RegistryError("NAME_UNKNOWN", f"repository {name} is not known")
-    tags = reg.list_tags(ctx, name, n, last) if n != 0 else []
+    tags = discovery.list_tags(ctx, name, n, req.get_param("last"))
     resp.media = {"name": name, "tags": tags}
-    if n and len(tags) == n:
-        query = urllib.parse.urlencode({"n": n, "last": tags[-1]})
-        resp.set_header("Link", f'</v2/{name}/tags/list?{query}>; rel="next"')
+    _next_link(resp, f"/v2/{name}/tags/list", n or 0, tags)
+
+
+def list_catalog(
+    ctx: Context, req: falcon.Request, resp: falcon.Response, may_pull: Callable[[str], bool]
+) -> None:
+    n = req.get_param_as_int("n", min_value=0, default=CATALOG_PAGE)
+    n = min(n, MAX_CATALOG_PAGE)  # a larger n gets a full page and a Link to the rest
+    repositories = discovery.catalog(ctx, may_pull, n, req.get_param("last"))
+    resp.media = {"repositories": repositories}
+    _next_link(resp, "/v2/_catalog", n, repositories)
 
 
 def list_referrers(
@@ -36,6 +53,6 @@ def list_referrers(
     index = {
         "schemaVersion": 2,
         "mediaType": INDEX,
-        "manifests": reg.referrers(ctx, name, parsed, artifact_type),
+        "manifests": discovery.referrers(ctx, name, parsed, artifact_type),
     }
     resp.data = json.dumps(index).encode()

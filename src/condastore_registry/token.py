@@ -15,7 +15,7 @@ from condastore_core.auth.rbac import ANONYMOUS_PRINCIPAL
 from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.service.registry import RegistryError, check_name
-from condastore_registry.access import allowed_actions
+from condastore_registry.access import ANONYMOUS_TOKEN_USER, CATALOG_SCOPE, allowed_actions
 
 TOKEN_LIFETIME = dt.timedelta(minutes=5)
 
@@ -48,6 +48,9 @@ class TokenResource:
         access = []
         for scope in req.get_param_as_list("scope") or []:
             for one in scope.split(" "):
+                if one == CATALOG_SCOPE:  # the catalog is filtered by what the user may pull
+                    access.append({"type": "registry", "name": "catalog", "actions": ["*"]})
+                    continue
                 parsed = parse_scope(one) if one else None
                 if parsed is None:
                     continue
@@ -56,8 +59,14 @@ class TokenResource:
                     wanted = wanted | {"pull"}
                 granted = wanted & allowed_actions(self.ctx, principal, name)
                 access.append({"type": "repository", "name": name, "actions": sorted(granted)})
+        # A narrowed caller's registry token stays as narrow (the catalog reads it).
+        narrowed = [str(b) for b in principal.scope] if principal.scope is not None else None
         token, claims = self.ctx.signer.issue(
-            principal.name or "anonymous", TOKEN_LIFETIME, kind="registry", access=access
+            principal.name or ANONYMOUS_TOKEN_USER,
+            TOKEN_LIFETIME,
+            kind="registry",
+            access=access,
+            scope=narrowed,
         )
         resp.media = {
             "token": token,

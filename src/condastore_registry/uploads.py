@@ -10,6 +10,7 @@ from condastore_core.service import registry as reg
 from condastore_core.service import uploads
 from condastore_core.service.context import Context
 from condastore_core.service.registry import RegistryError
+from condastore_registry.access import pull_check
 from condastore_registry.request_body import body_chunks
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?$")
@@ -30,9 +31,13 @@ def _created(resp: falcon.Response, name: str, digest: str) -> None:
 
 def start_upload(ctx: Context, req: falcon.Request, resp: falcon.Response, name: str) -> None:
     mount = req.get_param("mount")
-    if mount:
+    if mount:  # only from repositories the caller may pull; else an ordinary upload
         mounted = reg.parse_digest(mount)
-        if reg.mount_blob(ctx, name, mounted, req.get_param("from")):
+        source = req.get_param("from")
+        if source is not None:
+            reg.check_name(source)
+        may_pull = pull_check(ctx, req.context.registry_caller)
+        if reg.mount_blob(ctx, name, mounted, source, may_pull):
             _created(resp, name, str(mounted))
             return
     digest = req.get_param("digest")

@@ -27,6 +27,8 @@ def start_services(settings: Settings, *, workers: int = 2) -> Context:
     """Connect, migrate, and attach a job engine: RQ with a Redis URL, else in-process threads."""
     ctx = Context.from_settings(settings)
     create_namespace(ctx, DEFAULT_NAMESPACE, exist_ok=True)
+    if settings.watch_dirs:  # a name it may not have stops the start, before any thread runs
+        create_namespace(ctx, settings.watch_namespace, exist_ok=True)
     if settings.redis_url:
         ctx.jobs = RQQueue(settings)  # builds run on `condastore worker` processes
         _watch(ctx, settings)

@@ -71,6 +71,24 @@ def test_oras_viewer_pulls_but_cannot_push(registry, admin, tmp_path, monkeypatc
     assert admin.get(f"{registry}/v2/team/app/manifests/other").status_code == 404
 
 
+def test_oras_token_backend_pushes_after_a_pull_token(registry, admin, tmp_path, monkeypatch):
+    """oras-py's token backend first gets a pull token (a HEAD of the blob), then must trade
+    it for a push token when the upload is refused with ``error="insufficient_scope"``."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text("pushed through the token flow")
+    host = registry.removeprefix("http://")
+    client = OrasClient(hostname=host, insecure=True, auth_backend="token")
+    client.login(username="ada", password=PASSWORD, hostname=host, tls_verify=False)
+    client.push(target=f"{host}/team/app:token", files=["a.txt"])
+    client.pull(target=f"{host}/team/app:token", outdir=str(tmp_path / "out"))
+    assert (tmp_path / "out" / "a.txt").read_text() == "pushed through the token flow"
+    viewer = OrasClient(hostname=host, insecure=True, auth_backend="token")
+    viewer.login(username="vera", password=PASSWORD, hostname=host, tls_verify=False)
+    with pytest.raises((ValueError, requests.HTTPError, SystemExit)):
+        viewer.push(target=f"{host}/team/app:viewer", files=["a.txt"])
+    assert admin.get(f"{registry}/v2/team/app/manifests/viewer").status_code == 404
+
+
 def oci_layout(path) -> str:  # type: ignore[no-untyped-def]
     """A one-layer image in an OCI layout directory; returns its manifest digest."""
     blobs = path / "blobs" / "sha256"
@@ -244,3 +262,90 @@ def test_skopeo_still_pulls_after_garbage_collection(registry, ctx, tmp_path):
     )
     index = json.loads((tmp_path / "back" / "index.json").read_text())
     assert index["manifests"][0]["digest"] == digest
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+def test_skopeo_copies_between_repositories_by_mounting_what_it_may_pull(registry, tmp_path):
+    """containers/image asks for pull on the source and mounts its blobs across repositories."""
+    digest = oci_layout(tmp_path / "layout")
+    host = registry.removeprefix("http://")
+    run(
+        "skopeo",
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        f"ada:{PASSWORD}",
+        f"oci:{tmp_path / 'layout'}:v1",
+        f"docker://{host}/team/app:v1",
+    )
+    run(
+        "skopeo",
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        f"vera:{PASSWORD}",
+        "--dest-creds",
+        f"vera:{PASSWORD}",
+        f"docker://{host}/team/app:v1",
+        f"docker://{host}/vera/copy:v1",
+    )
+    raw = run(
+        "skopeo",
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        f"vera:{PASSWORD}",
+        f"docker://{host}/vera/copy:v1",
+    )
+    assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == digest
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+def test_podman_pushes_what_it_pulled_into_the_users_own_namespace(registry, tmp_path):
+    """podman asks for ``pull,push`` on the target and ``pull`` on where the blobs came from,
+    and mounts them from there."""
+    digest = oci_layout(tmp_path / "layout")
+    host = registry.removeprefix("http://")
+    run(
+        "skopeo",
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        f"ada:{PASSWORD}",
+        f"oci:{tmp_path / 'layout'}:v1",
+        f"docker://{host}/team/app:v1",
+    )
+    image = f"{host}/team/app:v1"
+    try:
+        run("podman", "pull", "--tls-verify=false", "--creds", f"vera:{PASSWORD}", image)
+        run(
+            "podman",
+            "push",
+            "--tls-verify=false",
+            "--creds",
+            f"vera:{PASSWORD}",
+            image,
+            f"docker://{host}/vera/mine:v1",
+        )
+        raw = run(
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            f"vera:{PASSWORD}",
+            f"docker://{host}/vera/mine:v1",
+        )
+        original = json.loads((tmp_path / "layout" / "blobs" / "sha256" / digest[7:]).read_text())
+        assert json.loads(raw)["layers"][0]["digest"] == original["layers"][0]["digest"]
+        denied = subprocess.run(
+            ["podman", "push", "--tls-verify=false", "--creds", f"otto:{PASSWORD}", image],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert denied.returncode != 0  # otto may not push into team/app
+    finally:
+        subprocess.run(["podman", "rmi", "-f", image], capture_output=True, timeout=60)

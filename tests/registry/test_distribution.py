@@ -270,7 +270,8 @@ def test_token_flow_grants_only_what_rbac_allows(registry):
     challenge = anonymous.headers["WWW-Authenticate"]
     assert 'service="condastore"' in challenge and 'scope="repository:team/app:pull"' in challenge
     r = requests.post(f"{registry}/v2/team/app/blobs/uploads/")
-    assert 'scope="repository:team/app:push"' in r.headers["WWW-Authenticate"]
+    assert 'scope="repository:team/app:pull,push"' in r.headers["WWW-Authenticate"]
+    assert "error=" not in r.headers["WWW-Authenticate"]  # no token was presented
     token = requests.get(
         f"{registry}/auth/token",
         auth=("vera", "a long password"),
@@ -282,7 +283,10 @@ def test_token_flow_grants_only_what_rbac_allows(registry):
     bearer = {"Authorization": f"Bearer {token['token']}"}
     assert requests.get(f"{registry}/v2/team/app/tags/list", headers=bearer).status_code == 404
     r = requests.post(f"{registry}/v2/team/app/blobs/uploads/", headers=bearer)
-    assert r.status_code == 401  # push was asked for, not granted
+    assert r.status_code == 403  # push was asked for, not granted: ask again, or give up
+    challenge = r.headers["WWW-Authenticate"]
+    assert 'scope="repository:team/app:pull,push"' in challenge
+    assert 'error="insufficient_scope"' in challenge
     stranger = requests.get(
         f"{registry}/auth/token",
         auth=("otto", "a long password"),
@@ -292,7 +296,11 @@ def test_token_flow_grants_only_what_rbac_allows(registry):
         f"{registry}/v2/team/app/tags/list",
         headers={"Authorization": f"Bearer {stranger['token']}"},
     )
-    assert r.status_code == 401
+    assert r.status_code == 403
+    assert (
+        'scope="repository:team/app:pull",error="insufficient_scope"'
+        in (r.headers["WWW-Authenticate"])
+    )
     bad = requests.get(f"{registry}/auth/token", auth=("vera", "wrong password"))
     assert bad.status_code == 401
 

@@ -54,3 +54,22 @@ def test_a_build_whose_process_goes_silent_is_retried_by_the_serving_process(
         ctx.jobs.shutdown(wait=True)
         ctx.engine.dispose()
         other.engine.dispose()
+
+
+def test_a_reserved_watch_namespace_stops_the_start_with_the_reason(tmp_path):
+    import pytest
+
+    from condastore_core.errors import InvalidRequest
+
+    (tmp_path / "specs").mkdir()
+    settings = load_settings(
+        {
+            "data_dir": tmp_path / "data",
+            "tarball": False,
+            "watch_dirs": str(tmp_path / "specs"),
+            "watch_namespace": "conda",
+        },
+        environ={},
+    )
+    with pytest.raises(InvalidRequest, match="'conda' is reserved"):
+        start_services(settings)

@@ -31,7 +31,7 @@ from sqlalchemy import bindparam, select
 
 from condastore_core import layout
 from condastore_core.artifacts import FILE_NAMES, ArtifactKind
-from condastore_core.db.models import Build, BuildStatus, Environment, Namespace, RegistryTag
+from condastore_core.db.models import Build, BuildStatus, RegistryTag
 from condastore_core.digests import Digest
 from condastore_core.errors import NotFound, SolveError, SpecError
 from condastore_core.image import manifest as oci
@@ -44,26 +44,29 @@ from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.environments import find_environment
 from condastore_core.service.layer_cache import DbLayerCache
+from condastore_core.service.reserved import ARTIFACT_TAG_SUFFIXES, is_dynamic
+from condastore_core.service.tenancy import is_managed_environment
 from condastore_core.solve import native_platform
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import put, read_all
 
-DYNAMIC_PREFIX = "conda"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 TITLE = "org.opencontainers.image.title"
-ARTIFACT_TYPES = {
-    ArtifactKind.LOCKFILE: ("lock", "application/vnd.condastore.lockfile.v1+yaml"),
-    ArtifactKind.YAML: ("yaml", "application/vnd.condastore.environment.v1+yaml"),
-    ArtifactKind.EXPLICIT: ("explicit", "application/vnd.condastore.explicit.v1+text"),
-    ArtifactKind.TARBALL: ("tarball", "application/vnd.condastore.tarball.v1.tar+gzip"),
+_MEDIA_TYPES = {
+    ArtifactKind.LOCKFILE: "application/vnd.condastore.lockfile.v1+yaml",
+    ArtifactKind.YAML: "application/vnd.condastore.environment.v1+yaml",
+    ArtifactKind.EXPLICIT: "application/vnd.condastore.explicit.v1+text",
+    ArtifactKind.TARBALL: "application/vnd.condastore.tarball.v1.tar+gzip",
 }
+#: Each build artifact's tag suffix and artifact type.
+ARTIFACT_TYPES = {kind: (ARTIFACT_TAG_SUFFIXES[kind], t) for kind, t in _MEDIA_TYPES.items()}
 _OPERATORS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "eq": "=="}
 _CONSTRAINT = re.compile(r"^(?P<name>[a-z0-9_-][a-z0-9_.-]*?)\.(?P<op>ge|gt|le|lt|eq)\.(?P<v>.+)$")
 
 
 def prepare(ctx: Context, repository: str, reference: str) -> None:
     """Make ``repository:reference`` exist if it names an environment image; else do nothing."""
-    if repository.startswith(f"{DYNAMIC_PREFIX}/"):
+    if is_dynamic(repository):
         _prepare_dynamic(ctx, repository, reference)
     elif "/" in repository:
         _prepare_managed(ctx, repository, reference)
@@ -74,7 +77,7 @@ def prepare(ctx: Context, repository: str, reference: str) -> None:
 
 def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
     namespace, name = repository.split("/", 1)
-    if not _is_environment(ctx, namespace, name):
+    if not is_managed_environment(ctx, repository):
         return  # a repository pushed by clients: the common case, kept to one light query
     key = reference.split(".", 1)[0]
     with ctx.sessions() as session:
@@ -117,22 +120,6 @@ def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
                 publish_artifacts(ctx, repository, key, missing, image)
         if reference == "latest":
             _retag(ctx, repository, "latest", image)
-
-
-_ENVIRONMENT_EXISTS = (
-    select(Environment.id)
-    .join(Namespace, Environment.namespace_id == Namespace.id)
-    .where(
-        Namespace.name == bindparam("namespace"),
-        Namespace.deleted_at.is_(None),
-        Environment.name == bindparam("name"),
-        Environment.deleted_at.is_(None),
-    )
-)
-
-
-def _is_environment(ctx: Context, namespace: str, name: str) -> bool:
-    return ctx.first(_ENVIRONMENT_EXISTS, {"namespace": namespace, "name": name}) is not None
 
 
 # -- dynamic images -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from condastore_core.db.models import Environment, Namespace, utcnow
 from condastore_core.errors import Conflict, InvalidRequest, NotFound
 from condastore_core.service.context import Context
 from condastore_core.service.pagination import Page, paginate
+from condastore_core.service.reserved import check_not_reserved
 from condastore_core.service.visibility import Visibility
 from condastore_core.spec import NAME_PATTERN
 
@@ -35,7 +36,8 @@ def find_namespace(session: Session, name: str) -> Namespace:
 
 
 def create_namespace(ctx: Context, name: str, *, exist_ok: bool = False) -> Namespace:
-    check_namespace_name(name)
+    """Every way a namespace comes to be (the API, a new user, a watched directory) is here."""
+    check_not_reserved(check_namespace_name(name), "namespace")
     try:
         return _create_namespace(ctx, name, exist_ok=exist_ok)
     except IntegrityError:  # created meanwhile, by another process starting up, say

@@ -1,20 +1,20 @@
-"""Repositories of the OCI registry: blob links, manifests, tags, referrers.
+"""Repositories of the OCI registry: blob links, manifests and tags.
 
 Bytes live in the blob store (a manifest's exact bytes too); these functions
 keep the metadata that makes a repository: which blobs it may serve, which
 manifests it holds, where its tags point and which manifests refer to which.
-Errors carry the distribution spec's codes; the registry app turns them into
-HTTP answers. Uploads, which stage bytes before they become blobs, are in
-:mod:`condastore_core.service.uploads`.
+Listing it all (tags, referrers, the catalog) is
+:mod:`condastore_core.service.discovery`; uploads, which stage bytes before they
+become blobs, are :mod:`condastore_core.service.uploads`. Errors carry the
+distribution spec's codes; the registry app turns them into HTTP answers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,6 @@ from condastore_core.digests import Digest, digest_bytes
 from condastore_core.errors import CondastoreError, InvalidDigest
 from condastore_core.image import manifest as mt
 from condastore_core.service.context import Context
-from condastore_core.store import read_all
 
 #: The distribution spec's grammar for repository names and tags.
 NAME_PATTERN = re.compile(
@@ -126,17 +125,37 @@ def unlink_blob(ctx: Context, repository: str, digest: Digest) -> None:
             raise RegistryError("BLOB_UNKNOWN", f"blob {digest} is not in {repository}")
 
 
-def mount_blob(ctx: Context, repository: str, digest: Digest, source: str | None) -> bool:
-    """Link a blob another repository holds (``source``, or any when None); False if none."""
+#: A blob in many repositories is looked for in at most this many of them by a mount.
+MOUNT_CANDIDATES = 100
+
+
+def mount_blob(
+    ctx: Context,
+    repository: str,
+    digest: Digest,
+    source: str | None,
+    may_pull: Callable[[str], bool],
+) -> bool:
+    """Link a blob that ``source`` (or, when None, any repository) holds; False if none.
+
+    Only repositories the caller ``may_pull`` count: a mount from one they may
+    not read fails just like a mount of a digest that exists nowhere, so the
+    caller learns neither the bytes nor that they exist.
+    """
+    stmt = select(RegistryBlob.repository, RegistryBlob.size).where(
+        RegistryBlob.digest == str(digest)
+    )
+    if source is not None:
+        stmt = stmt.where(RegistryBlob.repository == source)
     with ctx.sessions() as session:
-        stmt = select(RegistryBlob.size).where(RegistryBlob.digest == str(digest))
-        if source is not None:
-            stmt = stmt.where(RegistryBlob.repository == source)
-        size = session.scalar(stmt.limit(1))
-    if size is None or not ctx.store.exists(digest):
-        return False
-    link_blob(ctx, repository, digest, size)
-    return True
+        candidates = session.execute(stmt.order_by(RegistryBlob.id).limit(MOUNT_CANDIDATES)).all()
+    for holder, size in candidates:
+        if may_pull(holder):
+            if not ctx.store.exists(digest):
+                return False
+            link_blob(ctx, repository, digest, size)
+            return True
+    return False
 
 
 # -- manifests -----------------------------------------------------------------------
@@ -198,7 +217,7 @@ def _check_tag(tag: str) -> str:
     return tag
 
 
-def _artifact_type(doc: dict[str, Any], media_type: str) -> str | None:
+def artifact_type_of(doc: dict[str, Any], media_type: str) -> str | None:
     """The artifactType a referrers index lists for this manifest.
 
     The distribution spec: an image manifest without one is listed with its
@@ -241,7 +260,7 @@ def put_manifest(
         if not isinstance(subject, dict) or "digest" not in subject:
             raise RegistryError("MANIFEST_INVALID", "subject must be a descriptor")
         subject_digest = str(parse_digest(subject["digest"]))
-    artifact_type = _artifact_type(doc, media_type)
+    artifact_type = artifact_type_of(doc, media_type)
     info = _put_bytes(ctx, body, digest)
     with ctx.sessions.begin() as session:
         row = session.scalar(
@@ -355,6 +374,15 @@ def find_manifest(ctx: Context, repository: str, reference: str) -> StoredManife
     return StoredManifest(row.digest, row.media_type, row.size)
 
 
+_TAG_EXISTS = select(RegistryTag.id).where(
+    RegistryTag.repository == bindparam("repository"), RegistryTag.name == bindparam("tag")
+)
+
+
+def has_tag(ctx: Context, repository: str, tag: str) -> bool:
+    return ctx.first(_TAG_EXISTS, {"repository": repository, "tag": tag}) is not None
+
+
 def delete_manifest(ctx: Context, repository: str, reference: str) -> None:
     """By tag: untag. By digest: remove the manifest and every tag pointing at it."""
     tag, digest = parse_reference(reference)
@@ -379,58 +407,3 @@ def delete_manifest(ctx: Context, repository: str, reference: str) -> None:
             )
         if rowcount(gone) == 0:
             raise RegistryError("MANIFEST_UNKNOWN", f"no manifest {reference} in {repository}")
-
-
-def list_tags(ctx: Context, repository: str, n: int | None, last: str | None) -> list[str]:
-    with ctx.sessions() as session:
-        stmt = select(RegistryTag.name).where(RegistryTag.repository == repository)
-        if last:
-            stmt = stmt.where(RegistryTag.name > last)
-        stmt = stmt.order_by(RegistryTag.name)
-        if n is not None:
-            stmt = stmt.limit(n)
-        return list(session.scalars(stmt))
-
-
-def repository_exists(ctx: Context, repository: str) -> bool:
-    with ctx.sessions() as session:
-        for model in (RegistryManifest, RegistryBlob, RegistryTag):
-            if session.scalar(select(model.id).where(model.repository == repository).limit(1)):
-                return True
-    return False
-
-
-def referrers(
-    ctx: Context, repository: str, digest: Digest, artifact_type: str | None
-) -> list[dict[str, Any]]:
-    """Descriptors of the manifests whose subject is ``digest``, of ``artifact_type`` if given.
-
-    Image manifests stored before their config's type was recorded as their
-    artifactType get it from their bytes here (the filter is applied after),
-    so they need no migration.
-    """
-    with ctx.sessions() as session:
-        stmt = select(RegistryManifest).where(
-            RegistryManifest.repository == repository, RegistryManifest.subject == str(digest)
-        )
-        rows = session.scalars(stmt.order_by(RegistryManifest.id)).all()
-    out = []
-    for row in rows:
-        kind = row.artifact_type
-        if kind is None and row.media_type == mt.MANIFEST:
-            with contextlib.suppress(CondastoreError, ValueError):  # unreadable: listed bare
-                doc = json.loads(read_all(ctx.store, parse_digest(row.digest)))
-                kind = _artifact_type(doc, row.media_type) if isinstance(doc, dict) else None
-        if artifact_type and kind != artifact_type:
-            continue
-        descriptor: dict[str, Any] = {
-            "mediaType": row.media_type,
-            "digest": row.digest,
-            "size": row.size,
-        }
-        if kind:
-            descriptor["artifactType"] = kind
-        if row.annotations:
-            descriptor["annotations"] = row.annotations
-        out.append(descriptor)
-    return out

@@ -33,6 +33,7 @@ from condastore_core.db.models import RoleBindingRecord, TokenRecord, User, utcn
 from condastore_core.errors import Conflict, InvalidRequest, NotFound, TooManyRequests
 from condastore_core.service.context import Context
 from condastore_core.service.namespaces import check_namespace_name, create_namespace
+from condastore_core.service.reserved import check_not_reserved
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -72,7 +73,7 @@ def create_user(
     groups: list[str] | None = None,
 ) -> User:
     """Create a user and their personal namespace (named after them, theirs to administer)."""
-    check_namespace_name(name)
+    check_not_reserved(check_namespace_name(name), "user")
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidRequest(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     with ctx.sessions.begin() as session:
