@@ -131,3 +131,16 @@ def test_the_admin_page_shows_broken_watched_files(ctx, make_test_channel, tmp_p
     )
     page = client.simulate_get("/ui/admin").text
     assert "bad.yml" in page and "Watched spec directories" in page
+
+
+def test_a_yaml_bomb_in_a_watched_directory_is_reported_not_expanded(ctx, tmp_path):
+    from tests.core.test_bounded import yaml_bomb
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "bomb.yml").write_text(yaml_bomb(4 << 10))
+    (specs / "huge.yml").write_bytes(b"#" * (10 << 20))
+    report = sync_directory(ctx, specs, "filesystem")
+    assert report.submitted == []
+    assert "aliases" in report.errors[str(specs / "bomb.yml")]
+    assert "256 KiB" in report.errors[str(specs / "huge.yml")]

@@ -1,4 +1,4 @@
-"""Strict request bodies: size-limited, JSON, unknown fields refused with their name."""
+"""Strict request bodies: size- and depth-limited JSON, unknown fields refused by name."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TypeVar
 import falcon
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from condastore_core.bounded import load_json
 from condastore_core.db.models import MAX_ID
 from condastore_core.errors import InvalidRequest
 
@@ -43,7 +44,10 @@ class SolveRequest(Body):
 
 
 def read_body(req: falcon.Request, model: type[M], limit: int = MAX_BODY_BYTES) -> M:
-    """Parse the JSON body of ``req`` into ``model``, refusing bodies over ``limit`` bytes."""
+    """Parse the JSON body of ``req`` into ``model``, refusing bodies over ``limit`` bytes.
+
+    Nesting deeper than ``bounded.MAX_DEPTH`` is refused too (``DocumentRefused``).
+    """
     if req.content_length is not None and req.content_length > limit:
         raise falcon.HTTPContentTooLarge(
             description=f"the request body is larger than {limit} bytes"
@@ -54,7 +58,7 @@ def read_body(req: falcon.Request, model: type[M], limit: int = MAX_BODY_BYTES) 
             description=f"the request body is larger than {limit} bytes"
         )
     try:
-        data = json.loads(raw or b"null")
+        data = load_json(raw or b"null", "the request body")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     try:

@@ -11,6 +11,7 @@ from typing import Any
 import falcon
 
 from condastore_core.auth.rbac import Forbidden, Unauthenticated
+from condastore_core.bounded import DocumentRefused, DocumentTooLarge
 from condastore_core.errors import (
     CondastoreError,
     Conflict,
@@ -32,6 +33,8 @@ STATUS_BY_ERROR: list[tuple[type[CondastoreError], int]] = [
     (PolicyViolation, 400),
     (NotFound, 404),
     (Conflict, 409),
+    (DocumentTooLarge, 413),
+    (DocumentRefused, 400),
     (SpecError, 400),
     (LockError, 400),
     (InvalidRequest, 400),

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import yaml
 
+from condastore_core.bounded import MAX_LOCK_BYTES, check_size, check_yaml, yaml_loader
 from condastore_core.builds import LocalBuilder
 from condastore_core.errors import SpecError
 from condastore_core.lock import Lock, parse_conda_lock_yaml, to_conda_lock_yaml
@@ -26,8 +27,10 @@ from condastore_web.cli.common import (
 def read_input(path: Path, channels: tuple[str, ...]) -> tuple[EnvironmentSpec | None, Lock | None]:
     """A spec (``environment.yaml``) or a lock (``conda-lock.yml``), told apart by content."""
     text = path.read_text()
+    check_size(text, MAX_LOCK_BYTES, str(path))
     try:
-        data = yaml.safe_load(text)
+        check_yaml(text, str(path))
+        data = yaml.load(text, Loader=yaml_loader())
     except yaml.YAMLError:
         data = None
     if isinstance(data, dict) and "version" in data and "package" in data:
