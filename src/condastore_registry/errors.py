@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 
+from condastore_core.channels import ChannelRefused
 from condastore_core.errors import BlobNotFound, CondastoreError, DigestMismatch, InvalidDigest
 from condastore_core.service.registry import RegistryError
 
@@ -32,6 +33,8 @@ def as_registry_error(exc: CondastoreError) -> RegistryError:
         return exc
     if isinstance(exc, InvalidDigest | DigestMismatch):
         return RegistryError("DIGEST_INVALID", exc.message)
+    if isinstance(exc, ChannelRefused):
+        return RegistryError("DENIED", exc.message)
     if isinstance(exc, BlobNotFound):
         return RegistryError("BLOB_UNKNOWN", exc.message)
     return RegistryError("UNSUPPORTED", exc.message)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from conda_lock.lockfile import parse_conda_lock_file
 
+from tests.support.gate import gate_env
 from tests.support.net import free_port
 
 
@@ -42,7 +43,7 @@ def login_as_admin(url, tmp_path):
 @pytest.fixture
 def server(tmp_path):
     port = free_port()
-    env = {**os.environ, "CONDASTORE_TARBALL": "false"}
+    env = {**os.environ, "CONDASTORE_TARBALL": "false", **gate_env()}
     env.pop("CONDASTORE_CONFIG", None)
     with open(tmp_path / "server.log", "wb") as log:
         yield from _run_server(port, env, log, tmp_path)

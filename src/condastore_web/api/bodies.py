@@ -39,6 +39,8 @@ class CurrentBuild(Body):
 
 
 class SolveRequest(Body):
+    #: Whose channel policy the preview follows.
+    namespace: str = Field(default="default", max_length=64)
     specification: str = Field(max_length=MAX_BODY_BYTES)
     platforms: list[str] | None = None
 

@@ -12,6 +12,7 @@ import falcon
 
 from condastore_core.auth.rbac import Forbidden, Unauthenticated
 from condastore_core.bounded import DocumentRefused, DocumentTooLarge
+from condastore_core.channels import ChannelRefused
 from condastore_core.errors import (
     CondastoreError,
     Conflict,
@@ -31,6 +32,7 @@ STATUS_BY_ERROR: list[tuple[type[CondastoreError], int]] = [
     (Unauthenticated, 401),
     (Forbidden, 403),
     (PolicyViolation, 400),
+    (ChannelRefused, 403),
     (NotFound, 404),
     (Conflict, 409),
     (DocumentTooLarge, 413),
