@@ -103,13 +103,15 @@ def install_lock(
     *,
     only: set[str] | None = None,
     patched_prefix: str | None = None,
+    client: rattler.Client | None = None,
 ) -> Path:
     """Install the lock's ``platform`` packages at ``prefix``; returns ``prefix``.
 
     ``prefix`` must not exist yet. ``only`` limits the install to those package
     names (image layers are built for missing packages only); ``patched_prefix``
     is the path written into files instead of ``prefix`` (``/opt/conda`` in an
-    image). Raises :class:`InstallError` with rattler's explanation (for
+    image). ``client`` is the HTTP client downloads go through (the channel
+    gate's, on a server). Raises :class:`InstallError` with rattler's explanation (for
     example a sha256 mismatch) and leaves nothing behind.
     """
     reporter = reporter or NullReporter()
@@ -134,6 +136,7 @@ def install_lock(
                 show_progress=False,
                 reporter=_RattlerProgress(reporter, len(records)),
                 alternative_target_prefix=patched_prefix or prefix,
+                client=client,
             )
         )
         os.replace(staging, prefix)

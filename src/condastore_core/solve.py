@@ -24,6 +24,7 @@ from condastore_core.channels import (
     ChannelGate,
     gate_for,
 )
+from condastore_core.channels.proxy import rattler_client
 from condastore_core.errors import SolveError, SpecError
 from condastore_core.lock import Lock, LockedPackage
 from condastore_core.settings import Settings
@@ -94,7 +95,10 @@ class Solver:
         timeout: dt.timedelta | None = None,
         gate: ChannelGate = OPEN_GATE,
     ) -> None:
-        self._gateway = Gateway(cache_dir=cache_dir) if cache_dir else Gateway()
+        #: rattler's HTTP client: through the gate's proxy when the gate is enforced, so the
+        #: hops rattler makes on its own (redirects, packages' URLs) are checked too.
+        self.client = rattler_client(gate)
+        self._gateway = Gateway(cache_dir=cache_dir, client=self.client)
         self.channel_alias = channel_alias
         self.default_channels = list(default_channels)
         self.virtual_package_overrides = dict(virtual_package_overrides or {})

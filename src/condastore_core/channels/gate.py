@@ -191,15 +191,35 @@ class ChannelGate:
 
     def host_allowed(self, host: str, port: int) -> bool:
         """Whether every address ``host`` resolves to is public or in an allowed network."""
-        name = host.strip("[]").lower().rstrip(".")
+        name = _host_name(host)
         if name in self.allowed_hosts:
             return True
-        try:
-            infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            return False  # unresolvable: refused alike, so names cannot be probed
-        addresses = {_address(str(info[4][0])) for info in infos}
+        addresses = _resolve(name, port)
         return bool(addresses) and all(self._address_allowed(a) for a in addresses)
+
+    def admit(self, scheme: str, host: str, port: int, *, url: str | None = None) -> str:
+        """The checked address to connect to for one request (of the gate's proxy).
+
+        ``url`` is the whole URL when it is known (plain http); a ``CONNECT``
+        tunnel knows only the host and port, so a configured channel allows its
+        origin. The host is resolved once here and the connection goes to the
+        address that was checked, so a second resolution cannot differ.
+        """
+        name = _host_name(host)
+        origin = f"{scheme}://{name}:{port}"
+        shown = f"a request to {origin}"
+        addresses = _resolve(name, port)
+        if not addresses:
+            raise _refused(shown)
+        if not self.enforce or name in self.allowed_hosts:
+            return str(addresses[0])
+        if url is not None:
+            configured = _under(normalize_url(url), self.configured)
+        else:
+            configured = any(_origin(c) == origin for c in self.configured)
+        if not configured and not all(self._address_allowed(a) for a in addresses):
+            raise _refused(shown)
+        return str(addresses[0])
 
     def _address_allowed(self, address: IPAddress | None) -> bool:
         if address is None:
@@ -214,6 +234,31 @@ class ChannelGate:
         except (OSError, RuntimeError, ValueError):
             return False
         return any(target == d or target.is_relative_to(d) for d in self.allowed_dirs)
+
+
+def _host_name(host: str) -> str:
+    return host.strip("[]").lower().rstrip(".")
+
+
+def _resolve(name: str, port: int) -> list[IPAddress]:
+    """Every address of ``name``; none when it does not resolve (refused alike, so names
+    cannot be probed), or when one of them is not an IP address."""
+    try:
+        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    addresses = [_address(str(info[4][0])) for info in infos]
+    return [a for a in addresses if a is not None] if all(addresses) else []
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:
+        return ""
+    return f"{scheme}://{_host_name(parts.hostname or '')}:{port}"
 
 
 def _address(text: str) -> IPAddress | None:

@@ -214,6 +214,7 @@ def image_builder(
         prefix=prefix or ctx.settings.image_prefix,
         compression=compression or ctx.settings.image_compression,
         popularity=cache.popularity,
+        client=ctx.solver.client,
     )
 
 
