@@ -182,13 +182,6 @@ class ChannelGate:
         if _hosts is not None:
             _hosts.add(key)
 
-    def check_host(self, host: str, port: int, *, shown: str | None = None) -> None:
-        """A host (and port) the server is about to connect to, e.g. a registry."""
-        if self.narrowed_to is not None:
-            raise ChannelRefused(POLICY_RULE, f"{shown or host} is not an allowed channel")
-        if self.enforce and not self.host_allowed(host, port):
-            raise _refused(shown or repr(host))
-
     def host_allowed(self, host: str, port: int) -> bool:
         """Whether every address ``host`` resolves to is public or in an allowed network."""
         name = _host_name(host)

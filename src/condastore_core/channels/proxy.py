@@ -60,7 +60,8 @@ class _Handler(socketserver.StreamRequestHandler):
             pass  # the client sees the connection close
 
     def _read_head(self) -> list[str] | None:
-        lines, size = [], 0
+        lines: list[str] = []
+        size = 0
         while True:
             line = self.rfile.readline(_HEAD_LIMIT)
             size += len(line)
