@@ -16,7 +16,10 @@ any connection is made:
   allowed): a name resolving to 127.0.0.1 is loopback like 127.0.0.1 itself;
 * other schemes only as configured channels.
 
-A namespace policy's ``allowed_channels`` narrows the gate further
+URLs the server fetches itself go through :class:`~.fetch.GatedSession`, which
+checks every redirect; rattler, which fetches on its own, connects through the
+gate's proxy (:mod:`.proxy`), which admits each hop. A namespace policy's
+``allowed_channels`` narrows the gate further
 (:meth:`ChannelGate.narrowed`). A refusal is one :class:`ChannelRefused` whose
 text names the rule and says nothing of what was found at the target (whether
 it resolved, whether a port was open): the gate refuses before connecting, so
