@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import rattler
 
+from condastore_core.channels.proxy import refused_hop
 from condastore_core.errors import InstallError
 from condastore_core.lock import Lock, LockedPackage
 from condastore_core.progress import NullReporter, Reporter
@@ -143,5 +144,8 @@ def install_lock(
     except Exception as exc:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(staging)
+        refused = refused_hop(str(exc), "the lock's package URLs")
+        if refused is not None:
+            raise refused from None
         raise InstallError(f"installing {platform} packages failed: {exc}") from None
     return prefix

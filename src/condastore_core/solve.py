@@ -24,7 +24,8 @@ from condastore_core.channels import (
     ChannelGate,
     gate_for,
 )
-from condastore_core.channels.proxy import rattler_client
+from condastore_core.channels.gate import ChannelRefused
+from condastore_core.channels.proxy import proxy_for, refused_hop
 from condastore_core.errors import SolveError, SpecError
 from condastore_core.lock import Lock, LockedPackage
 from condastore_core.settings import Settings
@@ -97,7 +98,8 @@ class Solver:
     ) -> None:
         #: rattler's HTTP client: through the gate's proxy when the gate is enforced, so the
         #: hops rattler makes on its own (redirects, packages' URLs) are checked too.
-        self.client = rattler_client(gate)
+        self._proxy = proxy_for(gate)
+        self.client = self._proxy.client() if self._proxy is not None else None
         self._gateway = Gateway(cache_dir=cache_dir, client=self.client)
         self.channel_alias = channel_alias
         self.default_channels = list(default_channels)
@@ -168,8 +170,15 @@ class Solver:
                     self._gateway.clear_repodata_cache(channel, subdirs, clear_disk=True)
                 records = await solve()
         except Exception as exc:
-            raise _explain(exc, platform, channels) from None
+            raise self._explain(exc, platform, channels) from None
         return [locked_package_from_record(r) for r in records]
+
+    def _explain(
+        self, exc: Exception, platform: str, channels: list[str]
+    ) -> SolveError | ChannelRefused:
+        """A hop the gate's proxy refused is told as the gate's refusal; the rest as before."""
+        refused = refused_hop(str(exc), f"the channels {', '.join(channels)}")
+        return refused or _explain(exc, platform, channels)
 
 
 def with_bare_names(specs: list[str]) -> list[str]:
@@ -325,4 +334,4 @@ def search_packages(
     try:
         return asyncio.run(run())
     except Exception as exc:
-        raise _explain(exc, ",".join(subdirs), urls) from None
+        raise solver._explain(exc, ",".join(subdirs), urls) from None

@@ -19,8 +19,10 @@ process) a new one is started.
 
 from __future__ import annotations
 
+import collections
 import http.client
 import os
+import re
 import select
 import socket
 import socketserver
@@ -28,7 +30,7 @@ import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from condastore_core.channels.gate import ChannelGate, ChannelRefused
+from condastore_core.channels.gate import SERVER_RULE, ChannelGate, ChannelRefused
 
 if TYPE_CHECKING:
     import rattler
@@ -39,10 +41,12 @@ _HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encodi
 _env_lock = threading.Lock()
 _proxies: dict[tuple[int, ChannelGate], GateProxy] = {}
 _proxies_lock = threading.Lock()
+_RATTLER_URL = re.compile(r"for url \((?P<url>[^)\s]+)\)")
 
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
+    _target = ""
 
     def handle(self) -> None:
         try:
@@ -50,11 +54,13 @@ class _Handler(socketserver.StreamRequestHandler):
             if head is None:
                 return
             method, target, _ = head[0].split(" ", 2)
+            self._target = _host_port(target)
             if method.upper() == "CONNECT":
                 self._tunnel(target)
             else:
                 self._forward(method, target, head[1:])
         except ChannelRefused as exc:
+            self.server.refused.append(self._target)
             self._refuse(exc.message)
         except (OSError, ValueError, http.client.HTTPException):
             pass  # the client sees the connection close
@@ -137,6 +143,8 @@ class _Server(socketserver.ThreadingTCPServer):
     def __init__(self, gate: ChannelGate) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.gate = gate
+        #: ``host:port`` of the latest refused requests, to tell rattler's errors apart.
+        self.refused: collections.deque[str] = collections.deque(maxlen=256)
 
 
 class GateProxy:
@@ -148,6 +156,12 @@ class GateProxy:
         threading.Thread(
             target=self._server.serve_forever, name="condastore-gate-proxy", daemon=True
         ).start()
+
+    def refused(self, error_text: str) -> bool:
+        """Whether rattler's ``error_text`` is about a request this proxy refused."""
+        return any(
+            _host_port(m["url"]) in self._server.refused for m in _RATTLER_URL.finditer(error_text)
+        )
 
     def client(self) -> rattler.Client:
         """A rattler client that makes every connection through this proxy."""
@@ -169,8 +183,38 @@ def _all_variables() -> list[str]:
     return [v for name in _PROXY_VARIABLES for v in (name, name.lower())]
 
 
-def rattler_client(gate: ChannelGate) -> rattler.Client | None:
-    """The client rattler fetches with under ``gate``; None (rattler's own) if it is open."""
+def _host_port(target: str) -> str:
+    """``host:port`` of a CONNECT target or a URL."""
+    if "://" not in target:
+        return target.lower()
+    parts = urlsplit(target)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
+def refused_hop(error_text: str, channels: str) -> ChannelRefused | None:
+    """The gate's refusal when rattler's ``error_text`` is about a hop a proxy refused.
+
+    rattler reports the proxy's answer as an HTTP error of some URL; told as it
+    is, that would read like the target's own answer. ``channels`` names what
+    the user asked for, in the refusal.
+    """
+    pid = os.getpid()
+    with _proxies_lock:
+        proxies = [p for (owner, _), p in _proxies.items() if owner == pid]
+    if not any(p.refused(error_text) for p in proxies):
+        return None
+    return ChannelRefused(
+        SERVER_RULE,
+        f"{channels} sent this server to a location it may not fetch (a redirect or a "
+        "package URL elsewhere); it fetches the configured channels, public http(s) hosts, "
+        "and the directories and networks an administrator allowed "
+        "(settings allowed_channel_dirs, allowed_networks)",
+    )
+
+
+def proxy_for(gate: ChannelGate) -> GateProxy | None:
+    """The proxy rattler fetches through under ``gate``; None (rattler's own way) if open."""
     if not gate.enforce:
         return None
     key = (os.getpid(), gate)
@@ -178,4 +222,4 @@ def rattler_client(gate: ChannelGate) -> rattler.Client | None:
         proxy = _proxies.get(key)
         if proxy is None:
             proxy = _proxies[key] = GateProxy(gate)
-    return proxy.client()
+    return proxy
