@@ -13,6 +13,7 @@ from condastore_core.service.context import Context
 from condastore_core.service.namespaces import create_namespace
 from condastore_core.settings import load_settings
 from tests.support.databases import postgres_database
+from tests.support.gate import gate_env
 from tests.support.packages import PackageDef, make_channel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +72,7 @@ def database_url(request, tmp_path):
 def ctx(database_url, tmp_path):
     settings = load_settings(
         {"data_dir": tmp_path / "data", "database_url": database_url, "tarball": False},
-        environ={},
+        environ=gate_env(),
     )
     context = Context.from_settings(settings)
     queue = InProcessQueue(context)

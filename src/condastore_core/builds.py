@@ -196,7 +196,14 @@ class LocalBuilder:
                 log.log(f"removing incomplete prefix {prefix}")
                 shutil.rmtree(prefix)
             t = time.perf_counter()
-            install_lock(lock, platform, prefix, layout.package_cache_dir(self.data_dir), log)
+            install_lock(
+                lock,
+                platform,
+                prefix,
+                layout.package_cache_dir(self.data_dir),
+                log,
+                client=self.solver.client,
+            )
             timings["install"] = time.perf_counter() - t
 
         log.step("writing artifacts")

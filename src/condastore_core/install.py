@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import rattler
 
+from condastore_core.channels.proxy import refused_hop
 from condastore_core.errors import InstallError
 from condastore_core.lock import Lock, LockedPackage
 from condastore_core.progress import NullReporter, Reporter
@@ -103,13 +104,15 @@ def install_lock(
     *,
     only: set[str] | None = None,
     patched_prefix: str | None = None,
+    client: rattler.Client | None = None,
 ) -> Path:
     """Install the lock's ``platform`` packages at ``prefix``; returns ``prefix``.
 
     ``prefix`` must not exist yet. ``only`` limits the install to those package
     names (image layers are built for missing packages only); ``patched_prefix``
     is the path written into files instead of ``prefix`` (``/opt/conda`` in an
-    image). Raises :class:`InstallError` with rattler's explanation (for
+    image). ``client`` is the HTTP client downloads go through (the channel
+    gate's, on a server). Raises :class:`InstallError` with rattler's explanation (for
     example a sha256 mismatch) and leaves nothing behind.
     """
     reporter = reporter or NullReporter()
@@ -135,11 +138,15 @@ def install_lock(
                 # rattler declares every hook with an empty body; we override the ones we use.
                 reporter=_RattlerProgress(reporter, len(records)),  # type: ignore[abstract]
                 alternative_target_prefix=patched_prefix or prefix,
+                client=client,
             )
         )
         os.replace(staging, prefix)
     except Exception as exc:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(staging)
+        refused = refused_hop(str(exc), "the lock's package URLs")
+        if refused is not None:
+            raise refused from None
         raise InstallError(f"installing {platform} packages failed: {exc}") from None
     return prefix

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import yaml
 from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
 from conda_lock.lockfile.v2prelim.models import (
     HashModel,
@@ -26,6 +27,7 @@ from conda_lock.lockfile.v2prelim.models import (
 from conda_lock.models.channel import Channel as CondaLockChannel
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from condastore_core.bounded import MAX_LOCK_BYTES, check_size, check_yaml
 from condastore_core.errors import LockError
 from condastore_core.hashing import content_hash
 
@@ -158,7 +160,17 @@ def to_conda_lock_yaml(lock: Lock, *, spec_hash: str | None = None) -> str:
 
 
 def parse_conda_lock_yaml(text: str | bytes) -> Lock:
-    """Read a ``conda-lock.yml`` into a :class:`Lock` (conda packages only)."""
+    """Read a ``conda-lock.yml`` into a :class:`Lock` (conda packages only).
+
+    The text is bounded before conda-lock parses it: larger than
+    ``MAX_LOCK_BYTES`` raises ``DocumentTooLarge``, anchors or too deep nesting
+    ``DocumentRefused``.
+    """
+    check_size(text, MAX_LOCK_BYTES, "conda-lock.yml")
+    try:
+        check_yaml(text.decode() if isinstance(text, bytes) else text, "conda-lock.yml")
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise LockError(f"invalid conda-lock.yml: {exc}") from None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "conda-lock.yml"
         path.write_bytes(text.encode() if isinstance(text, str) else text)

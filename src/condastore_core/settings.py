@@ -44,6 +44,15 @@ class Settings:
     #: Channels used when a spec lists none, and by ``--channel``-less package search.
     channels: tuple[str, ...] = ("conda-forge",)
     channel_alias: str = DEFAULT_CHANNEL_ALIAS
+    #: "enforce": every URL fetched passes the channel gate (servers, workers). "open": only
+    #: namespace policies apply (``condastore lock``/``build`` on the user's own machine).
+    channel_gate: str = "enforce"
+    #: Directories whose ``file://`` channels and packages may be fetched, besides configured
+    #: channels; none by default.
+    allowed_channel_dirs: tuple[str, ...] = ()
+    #: Non-public networks (CIDRs such as ``10.0.0.0/8``, or host names) that may be fetched
+    #: from; loopback, link-local and private addresses are refused otherwise.
+    allowed_networks: tuple[str, ...] = ()
     #: Virtual package overrides, e.g. ``{"__cuda": "12.2", "__glibc": "2.31"}``; "" removes one.
     virtual_packages: Mapping[str, str] = field(default_factory=dict)
     solve_timeout_seconds: float | None = None
@@ -178,7 +187,13 @@ def _coerce(key: str, value: Any) -> Any:
     try:
         if key == "data_dir":
             return Path(value).expanduser()
-        if key in ("channels", "anonymous_bindings", "watch_dirs"):
+        if key in (
+            "channels",
+            "anonymous_bindings",
+            "watch_dirs",
+            "allowed_channel_dirs",
+            "allowed_networks",
+        ):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(c.strip() for c in items if c.strip())
         if key in ("virtual_packages", "image_namespace_bases"):
@@ -217,6 +232,10 @@ def _coerce(key: str, value: Any) -> Any:
         if key == "image_compression":
             if value not in ("gzip", "zstd"):
                 raise ValueError(f"expected gzip or zstd, got {value!r}")
+            return value
+        if key == "channel_gate":
+            if value not in ("enforce", "open"):
+                raise ValueError(f"expected enforce or open, got {value!r}")
             return value
         if key == "signing_key_path":
             return Path(value).expanduser()

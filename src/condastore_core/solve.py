@@ -19,7 +19,14 @@ from typing import Any
 import rattler
 from rattler import ChannelPriority, Gateway, GenericVirtualPackage
 
-from condastore_core.channels import DEFAULT_CHANNEL_ALIAS, channel_url
+from condastore_core.channels import (
+    DEFAULT_CHANNEL_ALIAS,
+    OPEN_GATE,
+    ChannelGate,
+    gate_for,
+)
+from condastore_core.channels.gate import ChannelRefused
+from condastore_core.channels.proxy import proxy_for, refused_hop
 from condastore_core.errors import SolveError, SpecError
 from condastore_core.lock import Lock, LockedPackage
 from condastore_core.settings import Settings
@@ -88,18 +95,38 @@ class Solver:
         default_channels: Sequence[str] = ("conda-forge",),
         virtual_package_overrides: Mapping[str, str | None] | None = None,
         timeout: dt.timedelta | None = None,
+        gate: ChannelGate = OPEN_GATE,
     ) -> None:
-        self._gateway = Gateway(cache_dir=cache_dir) if cache_dir else Gateway()
+        #: rattler's HTTP client: through the gate's proxy when the gate is enforced, so the
+        #: hops rattler makes on its own (redirects, packages' URLs) are checked too.
+        self._proxy = proxy_for(gate)
+        self.client = self._proxy.client() if self._proxy is not None else None
+        self._gateway = Gateway(cache_dir=cache_dir, client=self.client)
         self.channel_alias = channel_alias
         self.default_channels = list(default_channels)
         self.virtual_package_overrides = dict(virtual_package_overrides or {})
         self.timeout = timeout
+        #: Every channel and package URL this solver hands to rattler passed it.
+        self.gate = gate
 
-    def channels_for(self, spec: EnvironmentSpec) -> list[str]:
-        return [channel_url(c, self.channel_alias) for c in spec.channels or self.default_channels]
+    def channels_for(self, spec: EnvironmentSpec, gate: ChannelGate | None = None) -> list[str]:
+        """The channel URLs of ``spec``; each must pass ``gate`` (default: this solver's)."""
+        gate = gate or self.gate
+        return [gate.check_channel(c) for c in spec.channels or self.default_channels]
 
-    def solve(self, spec: EnvironmentSpec, platforms: Sequence[str] | None = None) -> Lock:
-        """Lock ``spec`` for ``platforms`` (default: the spec's, else this machine's)."""
+    def solve(
+        self,
+        spec: EnvironmentSpec,
+        platforms: Sequence[str] | None = None,
+        *,
+        gate: ChannelGate | None = None,
+    ) -> Lock:
+        """Lock ``spec`` for ``platforms`` (default: the spec's, else this machine's).
+
+        Channels are checked by ``gate`` (a namespace's narrower gate, or this
+        solver's) before rattler sees them, and so are the package URLs of the
+        result: a channel's repodata may point its packages elsewhere (``base_url``).
+        """
         if spec.pip:
             raise SpecError(
                 "pip requirements cannot be locked yet; remove the pip: list or "
@@ -107,8 +134,10 @@ class Solver:
                 field="pip",
             )
         targets = sorted(set(platforms or spec.platforms or [native_platform()]))
-        channels = self.channels_for(spec)
-        return asyncio.run(self._solve_all(channels, list(spec.dependencies), targets))
+        channels = self.channels_for(spec, gate)
+        lock = asyncio.run(self._solve_all(channels, list(spec.dependencies), targets))
+        (gate or self.gate).check_lock(lock)
+        return lock
 
     async def _solve_all(self, channels: list[str], specs: list[str], targets: list[str]) -> Lock:
         results = await asyncio.gather(*(self._solve_one(channels, specs, t) for t in targets))
@@ -142,8 +171,15 @@ class Solver:
                     self._gateway.clear_repodata_cache(channel, subdirs, clear_disk=True)
                 records = await solve()
         except Exception as exc:
-            raise _explain(exc, platform, channels) from None
+            raise self._explain(exc, platform, channels) from None
         return [locked_package_from_record(r) for r in records]
+
+    def _explain(
+        self, exc: Exception, platform: str, channels: list[str]
+    ) -> SolveError | ChannelRefused:
+        """A hop the gate's proxy refused is told as the gate's refusal; the rest as before."""
+        refused = refused_hop(str(exc), f"the channels {', '.join(channels)}")
+        return refused or _explain(exc, platform, channels)
 
 
 def with_bare_names(specs: list[str]) -> list[str]:
@@ -244,6 +280,7 @@ def solver_for(settings: Settings) -> Solver:
         default_channels=settings.channels,
         virtual_package_overrides=settings.virtual_package_overrides(),
         timeout=dt.timedelta(seconds=timeout) if timeout else None,
+        gate=gate_for(settings),
     )
 
 
@@ -256,10 +293,19 @@ class PackageSummary:
 
 
 def search_packages(
-    solver: Solver, query: str, channels: Sequence[str], platforms: Sequence[str], limit: int = 50
+    solver: Solver,
+    query: str,
+    channels: Sequence[str],
+    platforms: Sequence[str],
+    limit: int = 50,
+    *,
+    gate: ChannelGate | None = None,
 ) -> list[PackageSummary]:
-    """Packages of ``channels`` whose name contains ``query``, exact match first."""
-    urls = [channel_url(c, solver.channel_alias) for c in channels]
+    """Packages of ``channels`` whose name contains ``query``, exact match first.
+
+    Each channel passes ``gate`` (default: the solver's) before it is read.
+    """
+    urls = [(gate or solver.gate).check_channel(c) for c in channels]
     query = query.strip().lower()
     subdirs: list[Any] = sorted({*platforms, "noarch"})
 
@@ -289,4 +335,4 @@ def search_packages(
     try:
         return asyncio.run(run())
     except Exception as exc:
-        raise _explain(exc, ",".join(subdirs), urls) from None
+        raise solver._explain(exc, ",".join(subdirs), urls) from None

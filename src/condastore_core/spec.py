@@ -26,6 +26,7 @@ from pydantic import (
 )
 from rattler import MatchSpec
 
+from condastore_core.bounded import MAX_SPEC_BYTES, check_size, check_yaml, yaml_loader
 from condastore_core.errors import SpecError
 from condastore_core.hashing import content_hash
 
@@ -214,15 +215,20 @@ class EnvironmentSpec(BaseModel):
 
 
 def parse_spec(text: str | bytes, source: str = "environment.yaml") -> EnvironmentSpec:
-    """Parse YAML text into a spec; every error names the line and field it is about."""
+    """Parse YAML text into a spec; every error names the line and field it is about.
+
+    The text is bounded first (:mod:`condastore_core.bounded`): too large a spec
+    raises ``DocumentTooLarge``, anchors or too deep nesting ``DocumentRefused``.
+    """
+    check_size(text, MAX_SPEC_BYTES, source)
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise SpecError(f"{source} is not UTF-8 text") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        check_yaml(text, source)
+        node, data = _load(text)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise SpecError(f"invalid YAML in {source}: {exc.problem}", line=line) from None
@@ -231,6 +237,16 @@ def parse_spec(text: str | bytes, source: str = "environment.yaml") -> Environme
     if not isinstance(data, dict):
         raise SpecError(f"{source} must be a mapping with name, channels and dependencies")
     return _validate(data, lines=_line_index(node))
+
+
+def _load(text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line numbers) and the data of one checked YAML document."""
+    loader = yaml_loader()(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
 
 
 def _validate(data: Any, lines: dict[tuple[Any, ...], int] | None) -> EnvironmentSpec:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 
+from condastore_core.channels import ChannelRefused
 from condastore_core.errors import (
     BlobNotFound,
     CondastoreError,
@@ -38,6 +39,8 @@ def as_registry_error(exc: CondastoreError) -> RegistryError:
         return exc
     if isinstance(exc, InvalidDigest | DigestMismatch):
         return RegistryError("DIGEST_INVALID", exc.message)
+    if isinstance(exc, ChannelRefused):
+        return RegistryError("DENIED", exc.message)
     if isinstance(exc, BlobNotFound):
         return RegistryError("BLOB_UNKNOWN", exc.message)
     if isinstance(exc, TooManyRequests):

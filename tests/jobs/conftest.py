@@ -17,6 +17,7 @@ from condastore_core.service.context import Context
 from condastore_core.service.namespaces import create_namespace
 from condastore_core.settings import load_settings
 from tests.support.databases import postgres_database
+from tests.support.gate import gate_env
 
 REDIS_URL = os.environ.get("CONDASTORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 LEASE_SECONDS = 3
@@ -46,6 +47,7 @@ def service_env(tmp_path, redis_url):
             "CONDASTORE_TARBALL": "true",
             "CONDASTORE_BUILD_LEASE_SECONDS": str(LEASE_SECONDS),
             "CONDASTORE_BUILD_MAX_ATTEMPTS": "2",
+            **gate_env(),
         }
 
 

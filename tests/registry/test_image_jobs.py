@@ -20,6 +20,7 @@ from condastore_core.settings import load_settings
 from condastore_core.spec import EnvironmentSpec
 from condastore_web.app import create_app
 from tests.registry.conftest import PASSWORD
+from tests.support.gate import gate_env
 from tests.support.http_channel import serve_channel
 from tests.support.live_server import live_server
 from tests.support.oci_layout import write_layout
@@ -64,7 +65,7 @@ def make_ctx(tmp_path: Path, channel: str, **overrides) -> Context:  # type: ign
             "image_layer_jobs": 2,
             **overrides,
         },
-        environ={},
+        environ=gate_env(),
     )
     ctx = Context.from_settings(settings)
     ctx.jobs = RecordingQueue(ctx)

@@ -20,6 +20,7 @@ from condastore_core.settings import load_settings
 from condastore_core.spec import EnvironmentSpec
 from condastore_web.app import create_app
 from tests.registry.conftest import PASSWORD
+from tests.support.gate import gate_env
 from tests.support.live_server import live_server
 from tests.support.packages import PackageDef
 
@@ -42,7 +43,7 @@ def image_registry(tmp_path, make_test_channel, database_url):
             "tarball": False,
             "channels": channel,
         },
-        environ={},
+        environ=gate_env(),
     )
     ctx = Context.from_settings(settings)
     ctx.jobs = InProcessQueue(ctx)
@@ -172,7 +173,7 @@ def test_a_spec_for_two_platforms_is_an_image_index(tmp_path, make_test_channel)
             PackageDef("tool", "1.0", subdir="linux-aarch64"),
         ]
     )
-    settings = load_settings({"data_dir": tmp_path / "data", "tarball": False}, environ={})
+    settings = load_settings({"data_dir": tmp_path / "data", "tarball": False}, environ=gate_env())
     ctx = Context.from_settings(settings)
     ctx.jobs = InProcessQueue(ctx)
     namespaces.create_namespace(ctx, "default")

@@ -18,6 +18,7 @@ from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
 from condastore_web.app import create_app
+from tests.support.gate import gate_env
 from tests.support.live_server import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -45,7 +46,8 @@ def host_loader_libraries(binary: Path) -> list[Path]:
 )
 def test_podman_pulls_a_dynamic_image_and_zstd_runs_in_it(tmp_path, sample_channel):
     settings = load_settings(
-        {"data_dir": tmp_path / "data", "channels": sample_channel, "tarball": False}, environ={}
+        {"data_dir": tmp_path / "data", "channels": sample_channel, "tarball": False},
+        environ=gate_env(),
     )
     ctx = Context.from_settings(settings)
     users.create_user(ctx, "ada", PASSWORD, admin=True)

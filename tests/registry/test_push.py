@@ -23,6 +23,7 @@ from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import read_all
 from tests.registry.conftest import PASSWORD
 from tests.registry.test_images import image_registry  # noqa: F401 - a fixture
+from tests.support.gate import gate_env
 from tests.support.net import free_port
 from tests.support.oci_layout import write_layout
 from tests.support.packages import PackageDef
@@ -130,7 +131,7 @@ def test_images_stand_on_a_base_pulled_once_from_an_upstream_registry(
             "tarball": False,
             "image_base": f"{distribution}/base/shell:v1",
         },
-        environ={},
+        environ=gate_env(),
     )
     ctx = Context.from_settings(settings)
     namespaces.create_namespace(ctx, "default")

@@ -13,6 +13,7 @@ from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
 from condastore_web.app import create_app
 from tests.registry.test_distribution import digest, push_image
+from tests.support.gate import gate_env
 from tests.support.live_server import live_server
 from tests.support.s3_server import s3_server
 
@@ -34,7 +35,7 @@ def test_push_and_pull_through_presigned_redirects(tmp_path, monkeypatch):
                 "s3_endpoint_url": endpoint,
                 "s3_region": "us-east-1",
             },
-            environ={},
+            environ=gate_env(),
         )
         ctx = Context.from_settings(settings)
         users.create_user(ctx, "ada", "a long password", admin=True)

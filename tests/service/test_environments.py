@@ -12,6 +12,7 @@ from condastore_core.service import builds, environments, namespaces
 from condastore_core.service.logs import read_log
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import read_all
+from tests.support.gate import gate_env
 from tests.support.packages import PackageDef
 
 
@@ -155,7 +156,7 @@ def test_tarball_is_made_by_a_job_of_its_own(database_url, tmp_path, channel):
 
     settings = load_settings(
         {"data_dir": tmp_path / "packing", "database_url": database_url, "tarball": True},
-        environ={},
+        environ=gate_env(),
     )
     context = Context.from_settings(settings)
     context.jobs = InProcessQueue(context)

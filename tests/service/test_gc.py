@@ -14,6 +14,7 @@ from condastore_core.service import builds, environments, gc, images, policies
 from condastore_core.service import registry as reg
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import put, read_all
+from tests.support.gate import gate_env
 from tests.support.packages import PackageDef
 
 
@@ -183,7 +184,7 @@ def test_collected_bytes_leave_an_s3_store(tmp_path, monkeypatch):
                     "s3_endpoint_url": endpoint,
                     "s3_region": "us-east-1",
                 },
-                environ={},
+                environ=gate_env(),
             )
         )
         kept, _ = push_image(ctx, "team/app", "v1", b"tagged")

@@ -180,3 +180,16 @@ def test_server_processes_watching_one_directory_take_turns(ctx, make_test_chann
     assert sorted(n for r in reports for n in r.archived) == sorted(names[:4])
     with ctx.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Build)) == len(names)
+
+
+def test_a_yaml_bomb_in_a_watched_directory_is_reported_not_expanded(ctx, tmp_path):
+    from tests.core.test_bounded import yaml_bomb
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "bomb.yml").write_text(yaml_bomb(4 << 10))
+    (specs / "huge.yml").write_bytes(b"#" * (10 << 20))
+    report = sync_directory(ctx, specs, "filesystem")
+    assert report.submitted == []
+    assert "aliases" in report.errors[str(specs / "bomb.yml")]
+    assert "256 KiB" in report.errors[str(specs / "huge.yml")]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.gate import gate_env
 from tests.support.net import free_port
 
 
@@ -64,7 +65,7 @@ def serve(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iter
     goes to ``serve.log`` beside the data directory and is shown if it fails.
     """
     port = free_port()
-    environ = {**os.environ, "CONDASTORE_TARBALL": "false", **(env or {})}
+    environ = {**os.environ, "CONDASTORE_TARBALL": "false", **gate_env(), **(env or {})}
     environ.pop("CONDASTORE_CONFIG", None)
     log_path = data_dir.parent / f"serve-{port}.log"
     with open(log_path, "wb") as log:

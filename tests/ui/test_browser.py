@@ -14,6 +14,7 @@ from condastore_core.service import namespaces, users
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
 from condastore_web.app import create_app
+from tests.support.gate import gate_env
 from tests.support.live_server import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -25,7 +26,8 @@ PASSWORD = "a long password"
 @pytest.fixture
 def site(tmp_path, sample_channel):
     settings = load_settings(
-        {"data_dir": tmp_path / "data", "tarball": False, "channels": sample_channel}, environ={}
+        {"data_dir": tmp_path / "data", "tarball": False, "channels": sample_channel},
+        environ=gate_env(),
     )
     ctx = Context.from_settings(settings)
     ctx.jobs = InProcessQueue(ctx)

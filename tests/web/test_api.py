@@ -229,3 +229,28 @@ def test_package_search_refuses_bad_channels_and_platforms(client):
     assert_error(r, 400, "SPEC_INVALID", "invalid channel path")
     r = client.simulate_get(f"{API}/packages", params={"q": "x", "platform": "mars-64"})
     assert_error(r, 400, "INVALID_REQUEST", "mars-64")
+
+
+def test_hostile_documents_are_refused_before_they_are_parsed(client):
+    from tests.core.test_bounded import rss_bytes, yaml_bomb
+
+    before = rss_bytes()
+    for size in (1 << 10, 64 << 10, 900 << 10):
+        bomb = yaml_bomb(size)
+        r = client.simulate_post(f"{API}/environments", json={"specification": bomb})
+        assert_error(r, 400 if size < 256 << 10 else 413, r.json["error"]["code"])
+        message = r.json["error"]["message"]
+        assert "aliases" in message or "256 KiB" in message
+        spec = "name: x\ndependencies: [zstd]\n"
+        body = {"specification": spec, "lockfile": bomb}
+        r = client.simulate_post(f"{API}/environments", json=body)
+        assert_error(r, 400, "DOCUMENT_REFUSED", "conda-lock.yml", "aliases")
+        r = client.simulate_post(f"{API}/solve", json={"specification": bomb})
+        assert r.status_code in (400, 413), r.text
+    assert rss_bytes() - before < 32 << 20
+    deep = b'{"specification": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    r = client.simulate_post(f"{API}/environments", body=deep)
+    assert_error(r, 400, "DOCUMENT_REFUSED", "limit of 32 levels")
+    r = client.simulate_post(f"{API}/environments", body=b"[" * 500_000)
+    assert_error(r, 400, "DOCUMENT_REFUSED", "limit of 32 levels")
+    assert client.simulate_get(f"{API}/environments").json["items"] == []

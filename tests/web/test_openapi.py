@@ -18,6 +18,7 @@ from condastore_core.service.namespaces import create_namespace
 from condastore_core.service.users import create_user, issue_token
 from condastore_core.settings import load_settings
 from condastore_web.app import create_app
+from tests.support.gate import gate_env
 from tests.support.packages import PackageDef
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "openapi.yaml"
@@ -53,7 +54,7 @@ OPERATIONS = {op.label: op for op in (r.ok() for r in SCHEMA.get_all_operations(
 def api_app(tmp_path, make_test_channel):
     channel = make_test_channel([PackageDef("hello", "1.0"), PackageDef("libx", "1.0")])
     settings_ = load_settings(
-        {"data_dir": tmp_path / "data", "tarball": False, "channels": channel}, environ={}
+        {"data_dir": tmp_path / "data", "tarball": False, "channels": channel}, environ=gate_env()
     )
     context = Context.from_settings(settings_)
     context.jobs = InProcessQueue(context)

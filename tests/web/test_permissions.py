@@ -23,6 +23,7 @@ from condastore_core.db.models import User
 from condastore_core.service import environments, namespaces, users
 from condastore_core.spec import EnvironmentSpec
 from condastore_web.app import create_app
+from tests.support.gate import gate_env
 from tests.support.packages import PackageDef
 
 ROLES = [
@@ -381,7 +382,7 @@ def test_anonymous_access_where_configured(tmp_path, make_test_channel):
     context = Context.from_settings(
         load_settings(
             {"data_dir": tmp_path / "d", "anonymous_bindings": "public/*=viewer", "tarball": False},
-            environ={},
+            environ=gate_env(),
         )
     )
     context.jobs = InProcessQueue(context)

@@ -12,6 +12,7 @@ from condastore_core.service.runner import claim
 from condastore_core.settings import load_settings
 from condastore_core.spec import EnvironmentSpec
 from condastore_web.runtime import start_services
+from tests.support.gate import gate_env
 from tests.support.packages import PackageDef
 from tests.support.queues import HeldQueue
 
@@ -26,7 +27,7 @@ def test_a_build_whose_process_goes_silent_is_retried_by_the_serving_process(
             "tarball": False,
             "build_lease_seconds": 1.5,
         },
-        environ={},
+        environ=gate_env(),
     )
     other = Context.from_settings(settings)  # another server's process on this database
     other.jobs = HeldQueue()

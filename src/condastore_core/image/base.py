@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from condastore_core.channels import OPEN_GATE, ChannelGate
+from condastore_core.channels.fetch import GatedSession
 from condastore_core.digests import Digest
 from condastore_core.errors import ConfigError
 from condastore_core.image import manifest as oci
@@ -85,15 +87,23 @@ def load_layout(path: Path, platform: str, store: BlobStore) -> BaseImage:
     return _from_manifest(str(path), manifest, config, store)
 
 
-def pull_upstream(reference: str, platform: str, store: BlobStore) -> BaseImage:
-    """A base from a registry (``host/repo:tag``), its blobs pulled once into the store."""
+def pull_upstream(
+    reference: str, platform: str, store: BlobStore, gate: ChannelGate = OPEN_GATE
+) -> BaseImage:
+    """A base from a registry (``host/repo:tag``), its blobs pulled once into the store.
+
+    The registry itself was named by an administrator; everything it points
+    to (token realms, blob redirects to a CDN) passes ``gate`` hop by hop.
+    """
     from condastore_core.oci_client import RegistryClient, parse_reference, stored_credentials
 
     host, repository, tag = parse_reference(reference)
+    scheme = "http" if host.startswith(("127.", "localhost")) else "https"
     client = RegistryClient(
         host,
         credentials=stored_credentials(host),
-        scheme="http" if host.startswith(("127.", "localhost")) else "https",
+        scheme=scheme,
+        session=GatedSession(gate.with_configured(f"{scheme}://{host}/v2")),
     )
     body, media_type = client.get_manifest(repository, tag)
     manifest = json.loads(body)
@@ -111,11 +121,17 @@ def pull_upstream(reference: str, platform: str, store: BlobStore) -> BaseImage:
     return _from_manifest(reference, manifest, config, store)
 
 
-def resolve_base(spec: str, platform: str, store: BlobStore) -> BaseImage:
-    """``""``/``scratch``, a layout directory, or a registry reference."""
+def resolve_base(
+    spec: str, platform: str, store: BlobStore, gate: ChannelGate = OPEN_GATE
+) -> BaseImage:
+    """``""``/``scratch``, a layout directory, or a registry reference (fetched through ``gate``).
+
+    ``spec`` comes from settings (``image_base``, ``image_namespace_bases``), never
+    from a user, so the directory or registry it names is allowed as configured.
+    """
     if spec in ("", "scratch"):
         return SCRATCH
     path = Path(spec).expanduser()
     if path.is_dir():
         return load_layout(path, platform, store)
-    return pull_upstream(spec, platform, store)
+    return pull_upstream(spec, platform, store, gate)

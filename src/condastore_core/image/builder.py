@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zstandard
 
@@ -39,6 +40,9 @@ from condastore_core.image.packages import (
 from condastore_core.image.tarball import GZIP, Entry, write_layer
 from condastore_core.install import install_lock
 from condastore_core.lock import Lock, LockedPackage
+
+if TYPE_CHECKING:
+    import rattler
 from condastore_core.progress import NullReporter, Reporter
 from condastore_core.store import BlobStore, put, read_all
 
@@ -95,6 +99,7 @@ class ImageBuilder:
         compression: str = GZIP,
         max_layers: int = MAX_LAYERS,
         popularity: Callable[[Sequence[str]], Mapping[str, int]] | None = None,
+        client: rattler.Client | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -105,6 +110,8 @@ class ImageBuilder:
         self.max_layers = max_layers
         #: layer digest -> how many images use it; past the budget the least used merge.
         self.popularity = popularity
+        #: rattler's HTTP client for package downloads (the channel gate's, on a server).
+        self.client = client
 
     def plan(self, lock: Lock, platform: str) -> LayerPlan:
         """Which layers the platform's image needs and which of them are cached already."""
@@ -235,6 +242,7 @@ class ImageBuilder:
                 reporter,
                 only=wanted,
                 patched_prefix=self.prefix,
+                client=self.client,
             )
             installed = read_installed(staging)
             for i, pkg in enumerate(missing, 1):

@@ -123,6 +123,11 @@ def submit(
             default_channels=ctx.settings.channels,
             channel_alias=ctx.settings.channel_alias,
         )
+        # Refused now, with the rule named, rather than as a failed build later.
+        gate = ctx.solver.gate.narrowed(policy.allowed_channels)
+        ctx.solver.channels_for(spec, gate)
+        if lock is not None:
+            gate.check_lock(lock)
         for platform in targets:
             if policy.allowed_platforms is not None and platform not in policy.allowed_platforms:
                 allowed = ", ".join(policy.allowed_platforms)

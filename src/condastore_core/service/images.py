@@ -205,6 +205,7 @@ def image_builder(
         prefix=prefix or ctx.settings.image_prefix,
         compression=compression or ctx.settings.image_compression,
         popularity=cache.popularity,
+        client=ctx.solver.client,
     )
 
 
@@ -243,7 +244,10 @@ def publish_image(
     for platform in platforms:
         plan = _layers_ready(ctx, builder, lock, platform)
         image = builder.assemble(
-            lock, plan, labels=labels, base=resolve_base(base_spec, platform, ctx.store)
+            lock,
+            plan,
+            labels=labels,
+            base=resolve_base(base_spec, platform, ctx.store, ctx.solver.gate),
         )
         config = ctx.store.stat(image.config_digest)
         reg.link_blob(ctx, repository, config.digest, config.size)

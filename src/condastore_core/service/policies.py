@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from condastore_core.channels import ChannelGate
 from condastore_core.db.models import Build, BuildStatus, Environment, PolicyRecord, utcnow
 from condastore_core.errors import InvalidRequest
 from condastore_core.policy import Policy, merge
@@ -28,6 +29,13 @@ def effective_policy(session: Session, namespace: str, environment: str) -> Poli
         for r in session.scalars(select(PolicyRecord).where(PolicyRecord.scope.in_(scopes)))
     }
     return merge(*(rows.get(s) for s in scopes))
+
+
+def namespace_gate(ctx: Context, namespace: str, environment: str = "") -> ChannelGate:
+    """The server's channel gate, narrowed by the policies of ``namespace`` (and environment)."""
+    with ctx.sessions() as session:
+        policy = effective_policy(session, namespace, environment)
+    return ctx.solver.gate.narrowed(policy.allowed_channels)
 
 
 def get_policy(ctx: Context, scope: str) -> Policy:

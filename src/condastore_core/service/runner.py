@@ -26,7 +26,7 @@ from condastore_core.errors import BuildCanceled, CondastoreError
 from condastore_core.lock import Lock, parse_conda_lock_yaml
 from condastore_core.service.context import Context
 from condastore_core.service.logs import BuildLog, log_length, read_log
-from condastore_core.service.policies import enforce_retention
+from condastore_core.service.policies import enforce_retention, namespace_gate
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import put
 
@@ -104,6 +104,8 @@ def _run_claimed(ctx: Context, build_id: int) -> None:
         platforms = list(build.platforms) or None
         input_lock = build.input_lock
         env_id = build.environment_id
+        where = (build.environment.namespace.name, build.environment.name)
+    gate = namespace_gate(ctx, *where)
 
     log = BuildLog(ctx, build_id, start=log_length(ctx, build_id))
     try:
@@ -111,10 +113,11 @@ def _run_claimed(ctx: Context, build_id: int) -> None:
         if input_lock is not None:
             log.log("building the given lock as it is (no solve)")
             lock = parse_conda_lock_yaml(input_lock)
+            gate.check_lock(lock)
         else:
             log.step("solving")
             log.log(f"solving {spec.name} (spec {spec.spec_hash[:12]})")
-            lock = ctx.solver.solve(spec, platforms)
+            lock = ctx.solver.solve(spec, platforms, gate=gate)
         _record_lock(ctx, build_id, lock)
         log.log(f"lock {lock.lock_hash[:12]}, build key {lock.build_key}")
         log.check_canceled(force=True)

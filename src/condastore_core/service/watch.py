@@ -17,6 +17,7 @@ import watchfiles
 from sqlalchemy import select
 
 from condastore_core import layout
+from condastore_core.bounded import MAX_SPEC_BYTES
 from condastore_core.db.models import Build, BuildStatus, Environment, Namespace
 from condastore_core.errors import CondastoreError
 from condastore_core.locks import file_lock
@@ -74,7 +75,8 @@ def sync_directory(ctx: Context, directory: Path, namespace: str) -> SyncReport:
     seen: dict[str, Path] = {}
     for path in sorted(p for p in directory.rglob("*") if p.suffix in SPEC_SUFFIXES):
         try:
-            spec = parse_spec(path.read_bytes(), source=str(path))
+            with path.open("rb") as f:  # a file past the cap is refused unread
+                spec = parse_spec(f.read(MAX_SPEC_BYTES + 1), source=str(path))
         except (OSError, CondastoreError) as exc:
             message = getattr(exc, "message", str(exc))
             report.errors[str(path)] = message

@@ -1,4 +1,4 @@
-"""Strict request bodies: size-limited, JSON, unknown fields refused with their name."""
+"""Strict request bodies: size- and depth-limited JSON, unknown fields refused by name."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TypeVar
 import falcon
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from condastore_core.bounded import load_json
 from condastore_core.db.models import MAX_ID
 from condastore_core.errors import InvalidRequest
 from condastore_registry import request_body
@@ -39,18 +40,23 @@ class CurrentBuild(Body):
 
 
 class SolveRequest(Body):
+    #: Whose channel policy the preview follows.
+    namespace: str = Field(default="default", max_length=64)
     specification: str = Field(max_length=MAX_BODY_BYTES)
     platforms: list[str] | None = None
 
 
 def read_body(req: falcon.Request, model: type[M], limit: int = MAX_BODY_BYTES) -> M:
-    """Parse the JSON body of ``req`` (sized or chunked) into ``model``; 413 past ``limit``."""
+    """Parse the JSON body of ``req`` (sized or chunked) into ``model``; 413 past ``limit``.
+
+    Nesting deeper than ``bounded.MAX_DEPTH`` is refused too (``DocumentRefused``).
+    """
     try:
         raw = request_body.read_body(req, limit)
     except request_body.BodyTooLarge as exc:
         raise falcon.HTTPContentTooLarge(description=str(exc)) from None
     try:
-        data = json.loads(raw or b"null")
+        data = load_json(raw or b"null", "the request body")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     try:

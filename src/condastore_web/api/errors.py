@@ -11,6 +11,8 @@ from typing import Any
 import falcon
 
 from condastore_core.auth.rbac import Forbidden, Unauthenticated
+from condastore_core.bounded import DocumentRefused, DocumentTooLarge
+from condastore_core.channels import ChannelRefused
 from condastore_core.errors import (
     CondastoreError,
     Conflict,
@@ -32,8 +34,11 @@ STATUS_BY_ERROR: list[tuple[type[CondastoreError], int]] = [
     (Forbidden, 403),
     (TooManyRequests, 429),
     (PolicyViolation, 400),
+    (ChannelRefused, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (DocumentTooLarge, 413),
+    (DocumentRefused, 400),
     (SpecError, 400),
     (LockError, 400),
     (InvalidRequest, 400),

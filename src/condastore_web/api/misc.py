@@ -9,6 +9,7 @@ import falcon
 from condastore_core.errors import InvalidRequest
 from condastore_core.lock import to_conda_lock_yaml
 from condastore_core.service.context import Context
+from condastore_core.service.policies import namespace_gate
 from condastore_core.solve import native_platform, search_packages
 from condastore_core.spec import KNOWN_PLATFORMS, parse_spec
 from condastore_web.api.access import require_admin, require_login
@@ -31,7 +32,8 @@ class SolvePreview:
         require_login(req)
         body = read_body(req, SolveRequest)
         spec = parse_spec(body.specification)
-        lock = self.ctx.solver.solve(spec, body.platforms)
+        gate = namespace_gate(self.ctx, body.namespace, spec.name)
+        lock = self.ctx.solver.solve(spec, body.platforms, gate=gate)
         resp.media = {
             "spec_hash": spec.spec_hash,
             "lock_hash": lock.lock_hash,
@@ -48,7 +50,11 @@ class SolvePreview:
 
 
 class PackageSearch:
-    """``GET /packages?q=ssl[&channel=...][&platform=...]``: across the configured channels."""
+    """``GET /packages?q=ssl[&channel=...][&platform=...][&namespace=...]``.
+
+    Across the configured channels by default; named channels pass the channel
+    gate, narrowed by the namespace's policy.
+    """
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -66,7 +72,8 @@ class PackageSearch:
         if unknown:
             raise InvalidRequest(f"unknown platform {unknown[0]!r}")
         limit = max(1, min(int_param(req, "limit", 50) or 50, 200))
-        found = search_packages(self.ctx.solver, query, channels, platforms, limit)
+        gate = namespace_gate(self.ctx, req.get_param("namespace") or "default")
+        found = search_packages(self.ctx.solver, query, channels, platforms, limit, gate=gate)
         resp.media = {
             "items": [
                 {

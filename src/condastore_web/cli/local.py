@@ -9,6 +9,7 @@ from typing import Any
 import click
 import yaml
 
+from condastore_core.bounded import MAX_LOCK_BYTES, check_size, check_yaml, yaml_loader
 from condastore_core.builds import LocalBuilder
 from condastore_core.errors import SpecError
 from condastore_core.lock import Lock, parse_conda_lock_yaml, to_conda_lock_yaml
@@ -23,12 +24,19 @@ from condastore_web.cli.common import (
     settings_from,
 )
 
+#: These commands run on the user's own machine for the user: they may fetch any channel the
+#: user could fetch themselves, so the server's channel gate is open (policies do not apply:
+#: there is no namespace).
+LOCAL_GATE = "open"
+
 
 def read_input(path: Path, channels: tuple[str, ...]) -> tuple[EnvironmentSpec | None, Lock | None]:
     """A spec (``environment.yaml``) or a lock (``conda-lock.yml``), told apart by content."""
     text = path.read_text()
+    check_size(text, MAX_LOCK_BYTES, str(path))
     try:
-        data = yaml.safe_load(text)
+        check_yaml(text, str(path))
+        data = yaml.load(text, Loader=yaml_loader())
     except yaml.YAMLError:
         data = None
     if isinstance(data, dict) and "version" in data and "package" in data:
@@ -79,7 +87,7 @@ def lock_command(
     config_file: Path | None,
 ) -> None:
     """Solve SPEC_FILE and print its conda-lock.yml (no install)."""
-    settings = settings_from(config_file, data_dir=data_dir)
+    settings = settings_from(config_file, data_dir=data_dir, channel_gate=LOCAL_GATE)
     spec, _ = read_input(spec_file, channels)
     if spec is None:
         raise SpecError(f"{spec_file} is already a lockfile")
@@ -125,7 +133,9 @@ def build_command(
     config_file: Path | None,
 ) -> None:
     """Build SPEC_FILE (an environment.yaml or a conda-lock.yml) on this machine."""
-    settings = settings_from(config_file, data_dir=data_dir, tarball=tarball)
+    settings = settings_from(
+        config_file, data_dir=data_dir, tarball=tarball, channel_gate=LOCAL_GATE
+    )
     spec, lock = read_input(spec_file, channels)
     store = open_store(settings.resolved_store_url)
     builder = LocalBuilder(settings.data_dir, store, solver_for(settings), tarball=settings.tarball)
