@@ -9,6 +9,9 @@
    manifest) or what such a manifest names, or a registry blob link younger
    than the grace period, references it. Blobs written within the grace period
    are never swept, so collection can run while builds and pushes go on.
+3. Leftovers of stopped builds on this machine (:mod:`condastore_core.leftovers`):
+   half-installed staging prefixes, scratch directories, half-written records,
+   never those of a build whose lease is current.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 
-from condastore_core import layout
+from condastore_core import layout, leftovers
 from condastore_core.db.models import (
     Artifact,
     Build,
@@ -54,6 +57,9 @@ class GcReport:
     blobs_deleted: int = 0
     bytes_freed: int = 0
     blobs_kept: int = 0
+    #: Leftovers of stopped builds (paths under the data directory) and their bytes.
+    leftovers_removed: list[str] = field(default_factory=list)
+    leftover_bytes: int = 0
     dry_run: bool = False
 
     def to_json(self) -> dict[str, object]:
@@ -64,6 +70,8 @@ class GcReport:
             "blobs_deleted": self.blobs_deleted,
             "bytes_freed": self.bytes_freed,
             "blobs_kept": self.blobs_kept,
+            "leftovers_removed": self.leftovers_removed,
+            "leftover_bytes": self.leftover_bytes,
             "dry_run": self.dry_run,
         }
 
@@ -79,6 +87,7 @@ def collect(
     report = GcReport(dry_run=dry_run)
     _retention(ctx, report, dry_run)
     _remove_prefixes(ctx, report, dry_run)
+    _remove_leftovers(ctx, report, dry_run)
     if prune_untagged:
         _prune_untagged(ctx, report, dry_run, grace_seconds)
     _sweep(ctx, report, dry_run, grace_seconds)
@@ -155,6 +164,39 @@ def _remove_prefixes(ctx: Context, report: GcReport, dry_run: bool) -> None:
             shutil.rmtree(prefix, ignore_errors=True)
             record = layout.build_record_path(ctx.settings.data_dir, prefix.name)
             record.unlink(missing_ok=True)
+
+
+def live_build_keys(ctx: Context) -> set[str]:
+    """Build keys of the builds running now: BUILDING, with a current lease, on any machine."""
+    cutoff = utcnow() - dt.timedelta(seconds=ctx.settings.build_lease_seconds)
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(Build.build_key, Build.heartbeat_at).where(
+                Build.status == BuildStatus.BUILDING, Build.build_key.is_not(None)
+            )
+        ).all()
+    return {key for key, beat in rows if key and beat is not None and as_utc(beat) >= cutoff}
+
+
+def remove_leftovers(ctx: Context) -> list[leftovers.Leftover]:
+    """Remove what stopped builds left on this machine; every process runs this at start."""
+    removed = leftovers.remove(ctx.settings.data_dir, live_keys=live_build_keys(ctx))
+    for item in removed:
+        logger.info("removed %s left by a stopped build: %s", item.kind, item.path)
+    return removed
+
+
+def _remove_leftovers(ctx: Context, report: GcReport, dry_run: bool) -> None:
+    data_dir = ctx.settings.data_dir
+    live = live_build_keys(ctx)
+    found = (
+        leftovers.find(data_dir, live_keys=live)
+        if dry_run
+        else leftovers.remove(data_dir, live_keys=live)
+    )
+    for item in found:
+        report.leftovers_removed.append(str(item.path.relative_to(data_dir)))
+        report.leftover_bytes += item.size
 
 
 def _prune_untagged(ctx: Context, report: GcReport, dry_run: bool, grace: float) -> None:

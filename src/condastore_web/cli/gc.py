@@ -1,4 +1,4 @@
-"""``condastore gc``: apply retention policies and sweep unreferenced blobs."""
+"""``condastore gc``: apply retention policies, sweep unreferenced blobs, remove leftovers."""
 
 from __future__ import annotations
 
@@ -53,3 +53,10 @@ def gc_command(
         f"{verb} {report.bytes_freed} bytes in {report.blobs_deleted} blobs; "
         f"{report.blobs_kept} blobs kept"
     )
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {len(report.leftovers_removed)} leftovers of stopped builds "
+        f"({report.leftover_bytes} bytes)"
+    )
+    for path in report.leftovers_removed:
+        click.echo(f"  {path}")
