@@ -1,10 +1,20 @@
-"""The distribution spec's error codes, each declared once with its HTTP status."""
+"""The distribution spec's error codes, each declared once with its HTTP status.
+
+``INSUFFICIENT_STORAGE`` is ours: the spec has no code for a full disk, and
+clients show any code's message; its status, 507, tells them to retry later.
+"""
 
 from __future__ import annotations
 
 import falcon
 
-from condastore_core.errors import BlobNotFound, CondastoreError, DigestMismatch, InvalidDigest
+from condastore_core.errors import (
+    BlobNotFound,
+    CondastoreError,
+    DigestMismatch,
+    InsufficientStorage,
+    InvalidDigest,
+)
 from condastore_core.service.registry import RegistryError
 
 STATUS = {
@@ -24,6 +34,7 @@ STATUS = {
     "TOOMANYREQUESTS": 429,
     "UNAVAILABLE": 503,
     "UNKNOWN": 500,
+    "INSUFFICIENT_STORAGE": 507,
 }
 
 
@@ -34,6 +45,8 @@ def as_registry_error(exc: CondastoreError) -> RegistryError:
         return RegistryError("DIGEST_INVALID", exc.message)
     if isinstance(exc, BlobNotFound):
         return RegistryError("BLOB_UNKNOWN", exc.message)
+    if isinstance(exc, InsufficientStorage):
+        return RegistryError("INSUFFICIENT_STORAGE", exc.message)
     return RegistryError("UNSUPPORTED", exc.message)
 
 
