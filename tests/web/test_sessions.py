@@ -63,6 +63,25 @@ def test_a_wrong_password_shows_the_form_again_with_the_reason(site):
     assert SESSION_COOKIE not in r.cookies
 
 
+def test_another_sites_page_cannot_log_the_browser_in(site):
+    r = requests.post(
+        f"{site}/ui/login",
+        data={"username": "ada", "password": PASSWORD},
+        headers={"Origin": "http://elsewhere.example"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert r.status_code == 403 and SESSION_COOKIE not in r.cookies
+    r = requests.post(
+        f"{site}/ui/login",
+        data={"username": "ada", "password": PASSWORD},
+        headers={"Origin": site},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert r.status_code == 303 and SESSION_COOKIE in r.cookies
+
+
 def test_login_answers_on_slash_login_too(site):
     r = requests.get(f"{site}/login?next=/ui/builds", allow_redirects=False, timeout=10)
     assert r.status_code in (301, 302, 303, 307, 308)

@@ -51,7 +51,7 @@ class Login:
         render(req, resp, "login.html", next=safe_next(req.get_param("next")))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        _check_origin(req)
+        _check_origin(self.ctx, req)
         form = _read_form(req)
         target = safe_next(form.get("next"))
         username = form.get("username", "")[:64]
@@ -95,12 +95,15 @@ def _read_form(req: falcon.Request) -> dict[str, str]:
     return {k: v[0] for k, v in fields.items()}
 
 
-def _check_origin(req: falcon.Request) -> None:
+def _check_origin(ctx: Context, req: falcon.Request) -> None:
     """Refuse logins posted by another site's page (login CSRF) where the browser says so."""
     origin = req.get_header("Origin")
     if origin is None:
         return
-    if origin == "null" or urlsplit(origin).netloc.lower() != req.netloc.lower():
+    ours = {req.netloc.lower()}
+    if ctx.settings.trust_proxy_headers:  # the proxy may have changed the Host header
+        ours.add(req.forwarded_host.lower())
+    if origin == "null" or urlsplit(origin).netloc.lower() not in ours:
         raise falcon.HTTPForbidden(description="a login must come from this site's own page")
 
 
