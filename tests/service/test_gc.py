@@ -336,3 +336,23 @@ def test_a_build_killed_while_installing_leaves_nothing_after_the_next_start(
         for task in ctx.background:
             task.stop()
         ctx.engine.dispose()
+
+
+def test_blob_uploads_abandoned_by_a_stopped_process_are_discarded(ctx):
+    def staged(data: bytes, age: float) -> str:
+        writer = ctx.store.writer()
+        writer.write(data)
+        writer.close()
+        path = ctx.store.staging_path(writer.upload_id)
+        os.utime(path, (time.time() - age,) * 2)
+        return writer.upload_id
+
+    abandoned = staged(b"half of a tarball whose build was killed", age=2 * 3600)
+    writing = staged(b"a tarball being written right now", age=0)
+    pushed = reg.start_upload(ctx, "team/app")  # a registry upload owns its bytes
+    os.utime(ctx.store.staging_path(pushed), (time.time() - 2 * 3600,) * 2)
+
+    assert gc.collect(ctx, dry_run=True).uploads_discarded == [abandoned]
+    assert {s.upload_id for s in ctx.store.staged_uploads()} == {abandoned, writing, pushed}
+    assert gc.collect(ctx).uploads_discarded == [abandoned]
+    assert {s.upload_id for s in ctx.store.staged_uploads()} == {writing, pushed}

@@ -11,7 +11,9 @@
    are never swept, so collection can run while builds and pushes go on.
 3. Leftovers of stopped builds on this machine (:mod:`condastore_core.leftovers`):
    half-installed staging prefixes, scratch directories, half-written records,
-   never those of a build whose lease is current.
+   never those of a build whose lease is current; and blob uploads abandoned
+   half-way by a stopped process (no registry upload owns them, nothing was
+   written to them for the grace period).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from condastore_core.db.models import (
     RegistryBlob,
     RegistryManifest,
     RegistryTag,
+    RegistryUpload,
     as_utc,
     utcnow,
 )
@@ -60,6 +63,8 @@ class GcReport:
     #: Leftovers of stopped builds (paths under the data directory) and their bytes.
     leftovers_removed: list[str] = field(default_factory=list)
     leftover_bytes: int = 0
+    #: Staged blob uploads no registry upload owns, abandoned by a stopped process.
+    uploads_discarded: list[str] = field(default_factory=list)
     dry_run: bool = False
 
     def to_json(self) -> dict[str, object]:
@@ -72,6 +77,7 @@ class GcReport:
             "blobs_kept": self.blobs_kept,
             "leftovers_removed": self.leftovers_removed,
             "leftover_bytes": self.leftover_bytes,
+            "uploads_discarded": self.uploads_discarded,
             "dry_run": self.dry_run,
         }
 
@@ -88,6 +94,7 @@ def collect(
     _retention(ctx, report, dry_run)
     _remove_prefixes(ctx, report, dry_run)
     _remove_leftovers(ctx, report, dry_run)
+    report.uploads_discarded = discard_abandoned_uploads(ctx, grace_seconds, dry_run=dry_run)
     if prune_untagged:
         _prune_untagged(ctx, report, dry_run, grace_seconds)
     _sweep(ctx, report, dry_run, grace_seconds)
@@ -183,7 +190,33 @@ def remove_leftovers(ctx: Context) -> list[leftovers.Leftover]:
     removed = leftovers.remove(ctx.settings.data_dir, live_keys=live_build_keys(ctx))
     for item in removed:
         logger.info("removed %s left by a stopped build: %s", item.kind, item.path)
+    discard_abandoned_uploads(ctx)
     return removed
+
+
+def discard_abandoned_uploads(
+    ctx: Context, grace_seconds: float = GRACE_SECONDS, *, dry_run: bool = False
+) -> list[str]:
+    """Drop staged blob uploads that no registry upload owns and nobody wrote to lately.
+
+    A registry upload owns its staged bytes while its row exists (abandoned
+    registry uploads end with their row); bytes of a blob being written by a
+    build have no row, and are abandoned once their writer is quiet for the
+    grace period: a live writer writes all the time.
+    """
+    cutoff = time.time() - grace_seconds
+    with ctx.sessions() as session:
+        owned = set(session.scalars(select(RegistryUpload.id)))
+    abandoned = [
+        staged.upload_id
+        for staged in ctx.store.staged_uploads()
+        if staged.upload_id not in owned and staged.modified < cutoff
+    ]
+    if not dry_run:
+        for upload_id in abandoned:
+            ctx.store.discard_upload(upload_id)
+            logger.info("discarded upload %s abandoned by a stopped process", upload_id)
+    return abandoned
 
 
 def _remove_leftovers(ctx: Context, report: GcReport, dry_run: bool) -> None:

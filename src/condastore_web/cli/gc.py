@@ -60,3 +60,5 @@ def gc_command(
     )
     for path in report.leftovers_removed:
         click.echo(f"  {path}")
+    verb = "would discard" if dry_run else "discarded"
+    click.echo(f"{verb} {len(report.uploads_discarded)} abandoned blob uploads")
