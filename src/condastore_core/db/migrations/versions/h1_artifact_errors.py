@@ -1,7 +1,7 @@
 """Why an artifact of a completed build is missing (a tarball that could not be packed).
 
 Revision ID: h1_artifact_errors
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "h1_artifact_errors"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
