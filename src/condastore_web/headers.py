@@ -20,15 +20,14 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
-HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
+HEADERS = [
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+]
 
 
 class SecurityHeaders:
     def process_response(self, req, resp, resource, req_succeeded) -> None:  # type: ignore[no-untyped-def]
-        for name, value in HEADERS.items():
-            resp.set_header(name, value)
+        resp.set_headers(HEADERS)
