@@ -82,6 +82,16 @@ def test_another_sites_page_cannot_log_the_browser_in(site):
     assert r.status_code == 303 and SESSION_COOKIE in r.cookies
 
 
+def test_an_oversized_login_form_is_refused(site):
+    r = requests.post(
+        f"{site}/ui/login",
+        data={"username": "ada", "password": "x" * 20_000},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert r.status_code == 413 and SESSION_COOKIE not in r.cookies
+
+
 def test_login_answers_on_slash_login_too(site):
     r = requests.get(f"{site}/login?next=/ui/builds", allow_redirects=False, timeout=10)
     assert r.status_code in (301, 302, 303, 307, 308)
