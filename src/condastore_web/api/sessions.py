@@ -54,7 +54,9 @@ def is_https(ctx: Context, req: falcon.Request) -> bool:
     return ctx.settings.trust_proxy_headers and req.forwarded_scheme == "https"
 
 
-def start_session(ctx: Context, req: falcon.Request, resp: falcon.Response, name: str):  # type: ignore[no-untyped-def]
+def start_session(
+    ctx: Context, req: falcon.Request, resp: falcon.Response, name: str
+) -> users.IssuedToken:
     """Issue a session token for ``name`` and set its cookies; returns the issued token."""
     issued = users.issue_token(ctx, name, kind="session", description="login")
     max_age = int((issued.expires_at - dt.datetime.now(dt.UTC)).total_seconds())
