@@ -26,6 +26,7 @@ from condastore_core.artifacts import ArtifactInfo, ArtifactKind, render_text_ar
 from condastore_core.digests import Digest
 from condastore_core.errors import BlobNotFound, CondastoreError
 from condastore_core.install import install_lock
+from condastore_core.leftovers import scratch_directory
 from condastore_core.lock import Lock
 from condastore_core.locks import file_lock
 from condastore_core.pack import pack_prefix
@@ -247,10 +248,8 @@ class LocalBuilder:
         return self._put_tarball(prefix)
 
     def _put_tarball(self, prefix: Path) -> ArtifactInfo:
-        tmpdir = layout.scratch_dir(self.data_dir)
-        tmpdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=tmpdir) as tmp:
-            path = pack_prefix(prefix, Path(tmp) / "environment.tar.gz")
+        with scratch_directory(layout.scratch_dir(self.data_dir), "pack-") as tmp:
+            path = pack_prefix(prefix, tmp / "environment.tar.gz")
             with open(path, "rb") as f:
                 info = put(self.store, f)
         return ArtifactInfo(ArtifactKind.TARBALL, info.digest, info.size)

@@ -108,6 +108,9 @@ class Settings:
     login_failures_per_user: int = 10
     login_failures_per_address: int = 30
     login_failure_window_seconds: float = 60
+    #: Believe ``X-Forwarded-Proto`` (set by a proxy in front): session cookies of browsers
+    #: that reached the proxy over HTTPS are then marked ``Secure``.
+    trust_proxy_headers: bool = False
     #: A file holding the one Ed25519 key that signs tokens, given to every machine; by
     #: default the keys live in the database, shared by every server (``keys rotate``).
     signing_key_path: Path | None = None
@@ -201,7 +204,7 @@ def _coerce(key: str, value: Any) -> Any:
                 pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
                 return {k.strip(): v.strip() for k, v in pairs}
             return {str(k): str(v) for k, v in dict(value).items()}
-        if key == "tarball":
+        if key in ("tarball", "trust_proxy_headers"):
             if isinstance(value, str):
                 if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                     raise ValueError(f"expected a boolean, got {value!r}")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import falcon
 
 from condastore_core.auth.rbac import Forbidden, Unauthenticated
+from condastore_core.diskspace import is_out_of_space, out_of_space_error
 from condastore_core.errors import CondastoreError
 from condastore_core.service import tenancy, users
 from condastore_core.service.context import Context
@@ -93,7 +94,11 @@ class Registry:
             send_error(resp, as_registry_error(exc))
         except falcon.HTTPError:
             raise
-        except Exception:
+        except Exception as exc:
+            if is_out_of_space(exc):  # a full disk: the client may retry once space is freed
+                logger.warning("registry out of storage on %s %s: %s", req.method, req.path, exc)
+                send_error(resp, as_registry_error(out_of_space_error(exc)))
+                return
             logger.exception("registry error on %s %s", req.method, req.path)
             send_error(resp, RegistryError("UNKNOWN", "internal error; see the server log"))
 

@@ -1,4 +1,8 @@
-"""The distribution spec's error codes, each declared once with its HTTP status."""
+"""The distribution spec's error codes, each declared once with its HTTP status.
+
+``INSUFFICIENT_STORAGE`` is ours: the spec has no code for a full disk, and
+clients show any code's message; its status, 507, tells them to retry later.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from condastore_core.errors import (
     BlobNotFound,
     CondastoreError,
     DigestMismatch,
+    InsufficientStorage,
     InvalidDigest,
     TooManyRequests,
 )
@@ -31,6 +36,7 @@ STATUS = {
     "TOOMANYREQUESTS": 429,
     "UNAVAILABLE": 503,
     "UNKNOWN": 500,
+    "INSUFFICIENT_STORAGE": 507,
 }
 
 
@@ -45,6 +51,8 @@ def as_registry_error(exc: CondastoreError) -> RegistryError:
         return RegistryError("BLOB_UNKNOWN", exc.message)
     if isinstance(exc, TooManyRequests):
         return RegistryError("TOOMANYREQUESTS", exc.message, detail=exc.detail)
+    if isinstance(exc, InsufficientStorage):
+        return RegistryError("INSUFFICIENT_STORAGE", exc.message)
     return RegistryError("UNSUPPORTED", exc.message)
 
 

@@ -19,6 +19,7 @@ from condastore_core.settings import load_settings
 from condastore_registry import app as registry
 from condastore_web import observability
 from condastore_web.api import access, accounts, builds, environments, errors, misc, namespaces
+from condastore_web.headers import SecurityHeaders
 from condastore_web.ui import pages
 
 API = "/api/v1"
@@ -33,6 +34,7 @@ def create_app(
     metrics = CollectorRegistry()
     middleware: list[Any] = [
         observability.RequestMetrics(metrics),
+        SecurityHeaders(),
         access.Authenticate(ctx, authenticator),
     ]
     app = falcon.App(middleware=middleware)
@@ -68,7 +70,7 @@ def create_app(
     app.add_route(f"{build}/rebuild", builds.BuildRebuild(ctx))
     app.add_route(f"{build}/artifacts/{{kind}}", builds.BuildArtifact(ctx))
     registry.mount(app, ctx, authenticator)
-    pages.mount(app, ctx)
+    pages.mount(app, ctx, authenticator)
     observability.mount(app, ctx, metrics)
     return app
 

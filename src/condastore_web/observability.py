@@ -1,7 +1,8 @@
 """Health endpoints and Prometheus metrics.
 
 ``/healthz`` answers while the process runs; ``/readyz`` only when the
-database, the blob store and (with Redis) the queue answer. ``/metrics`` is
+database, the blob store and (with Redis) the queue answer, and the data
+directory has at least ``min_free_bytes`` free. ``/metrics`` is
 the Prometheus text format: requests by route, method and status with a
 latency histogram (this process), and, read at scrape time from the shared
 state, builds by status, build durations, queue depths and blob store size.
@@ -18,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
+from condastore_core import diskspace
 from condastore_core.db.models import Build, BuildStatus
 from condastore_core.digests import Digest
 from condastore_core.service.context import Context
@@ -145,6 +147,8 @@ class Readyz:
             checks["store"] = "ok"
         except Exception as exc:
             checks["store"] = f"error: {exc}"
+        problem = diskspace.shortfall(self.ctx.settings)
+        checks["disk"] = "ok" if problem is None else f"error: {problem}"
         ping = getattr(self.ctx.jobs, "ping", None)
         if ping is not None:
             try:

@@ -12,6 +12,7 @@ from condastore_core.jobs.rq_engine import RQQueue
 from condastore_core.jobs.scheduler import Scheduler
 from condastore_core.locks import claim_period
 from condastore_core.service.context import Context
+from condastore_core.service.gc import remove_leftovers
 from condastore_core.service.namespaces import create_namespace
 from condastore_core.service.runner import recover_interrupted
 from condastore_core.service.watch import DirectoryWatcher
@@ -29,6 +30,7 @@ def start_services(settings: Settings, *, workers: int = 2) -> Context:
     create_namespace(ctx, DEFAULT_NAMESPACE, exist_ok=True)
     if settings.watch_dirs:  # a name it may not have stops the start, before any thread runs
         create_namespace(ctx, settings.watch_namespace, exist_ok=True)
+    remove_leftovers(ctx)  # of builds a previous process was running when it stopped
     if settings.redis_url:
         ctx.jobs = RQQueue(settings)  # builds run on `condastore worker` processes
         _watch(ctx, settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import urllib.request
 import uuid
 
@@ -118,6 +119,22 @@ def test_a_resumed_upload_can_be_cancelled(store):
     store.writer(upload_id=first.upload_id).cancel()
     with pytest.raises(BlobNotFound):
         store.writer(upload_id=first.upload_id)
+
+
+def test_abandoned_uploads_are_listed_and_can_be_discarded(store):
+    abandoned = store.writer()
+    abandoned.write(b"half of a blob whose writer died")
+    abandoned.close()
+    put(store, b"a committed blob is not staged")
+    staged = list(store.staged_uploads())
+    assert [s.upload_id for s in staged] == [abandoned.upload_id]
+    assert abs(staged[0].modified - time.time()) < 300
+    store.discard_upload(abandoned.upload_id)
+    store.discard_upload(abandoned.upload_id)  # twice is fine
+    assert list(store.staged_uploads()) == []
+    with pytest.raises(BlobNotFound):
+        store.writer(upload_id=abandoned.upload_id)
+    assert len(list(store.iterate())) == 1
 
 
 def test_large_blobs_in_many_writes(store):

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 
+import pytest
 from sqlalchemy import select
 
-from condastore_core.db.models import BuildStatus, ImageLayer
+from condastore_core import layout, leftovers
+from condastore_core.db.models import Build, BuildStatus, ImageLayer, utcnow
 from condastore_core.digests import Digest
+from condastore_core.locks import file_lock
 from condastore_core.service import builds, environments, gc, images, policies
 from condastore_core.service import registry as reg
+from condastore_core.service.context import Context
+from condastore_core.settings import load_settings
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import put, read_all
+from condastore_web.runtime import start_services
 from tests.support.gate import gate_env
 from tests.support.packages import PackageDef
 
@@ -244,3 +255,155 @@ def test_abandoned_uploads_are_purged_after_the_configured_age(ctx, tmp_path):
     uploads.finish_upload(
         ctx, "team/app", young, Digest("sha256", hashlib.sha256(b"y" * 11).hexdigest()), [b"y"]
     )
+
+
+def _leave(path, data: bytes = b"x" * 1000, age: float = 3600):
+    """A file (and its directories) as a stopped build would leave it, ``age`` seconds old."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    old = time.time() - age
+    for p in (path, path.parent):
+        os.utime(p, (old, old))
+    return path
+
+
+def test_leftovers_of_stopped_builds_are_reported_and_removed_never_a_live_builds(ctx):
+    data = ctx.settings.data_dir
+    dead_staging = _leave(data / "envs" / ".staging-deadkey-1a2b3c4d" / "lib" / "libz.so").parents[
+        1
+    ]
+    dead_scratch = _leave(data / "tmp" / "pack-x1y2" / ".pack-abc.tar.gz").parent
+    legacy_scratch = _leave(data / "tmp" / "tmpq9w8e7" / "environment.tar.gz").parent
+    half_record = _leave(data / "builds" / ".record-k2j3h4")
+    # A build running elsewhere with a current lease: its staging prefix stays.
+    leased = _leave(data / "envs" / ".staging-leasedkey-5e6f7a8b" / "bin" / "tool").parents[1]
+    build = environments.submit(ctx, "default", spec("file:///nowhere", "1.0"))
+    ctx.jobs.wait_idle(timeout=60)
+    with ctx.sessions.begin() as session:
+        row = session.get(Build, build.id)
+        row.status, row.build_key, row.heartbeat_at = BuildStatus.BUILDING, "leasedkey", utcnow()
+    # A build running in another process of this machine: it holds its key's lock.
+    held = _leave(data / "envs" / ".staging-heldkey-9c0d1e2f" / "bin" / "tool").parents[1]
+    # A scratch directory in use right now, and one just made.
+    with (
+        file_lock(layout.lock_file_path(data, "build-heldkey")),
+        leftovers.scratch_directory(data / "tmp", "image-") as in_use,
+    ):
+        os.utime(in_use, (time.time() - 3600,) * 2)
+        fresh = data / "tmp" / "merge-new"
+        fresh.mkdir()
+        dead = [dead_staging, dead_scratch, legacy_scratch, half_record]
+        expected = sorted(str(p.relative_to(data)) for p in dead)
+
+        dry = gc.collect(ctx, dry_run=True)
+        assert sorted(dry.leftovers_removed) == expected
+        assert dry.leftover_bytes == 4000
+        assert all(p.exists() for p in dead)
+
+        report = gc.collect(ctx)
+        assert sorted(report.leftovers_removed) == expected
+        assert not any(p.exists() for p in dead)
+        for alive in (leased, held, in_use, fresh):
+            assert alive.exists(), alive
+        assert gc.collect(ctx, dry_run=True).leftovers_removed == []
+    # Once the lease runs out, that build's prefix is a leftover too.
+    with ctx.sessions.begin() as session:
+        session.get(Build, build.id).heartbeat_at = utcnow() - dt.timedelta(hours=1)
+    assert "envs/.staging-leasedkey-5e6f7a8b" in gc.collect(ctx).leftovers_removed
+    assert held.exists() is False  # its process let go of the lock
+
+
+def test_a_process_removes_leftovers_when_it_starts(tmp_path):
+    data = tmp_path / "data"
+    staging = _leave(data / "envs" / ".staging-k1-00000000" / "conda-meta" / "x.json").parents[1]
+    scratch = _leave(data / "tmp" / "pack-k1" / "environment.tar.gz").parent
+    ctx = start_services(load_settings({"data_dir": data, "gc_interval_hours": 0}, environ={}))
+    try:
+        assert not staging.exists() and not scratch.exists()
+    finally:
+        ctx.jobs.shutdown(wait=True)
+        for task in ctx.background:
+            task.stop()
+        ctx.engine.dispose()
+
+
+# A build process that stops for good once its prefix is installed in the staging
+# directory, just before the rename that would complete it: killed there, it leaves
+# exactly what a crash in the middle of a build leaves.
+STOP_BEFORE_RENAME = """
+import sys, time
+import condastore_core.install as install
+install.os.replace = lambda *a: time.sleep(3600)
+from condastore_web.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_a_build_killed_while_installing_leaves_nothing_after_the_next_start(
+    tmp_path, sample_channel
+):
+    data = tmp_path / "data"
+    spec_file = tmp_path / "environment.yml"
+    spec_file.write_text(f"name: t\nchannels: [{sample_channel}]\ndependencies: [zstd]\n")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            STOP_BEFORE_RENAME,
+            "build",
+            str(spec_file),
+            "--data-dir",
+            str(data),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list((data / "envs").glob(".staging-*/conda-meta/zstd-*.json")):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the build never reached its staging prefix"
+            time.sleep(0.05)
+        settings = load_settings({"data_dir": data, "gc_interval_hours": 0}, environ={})
+        (staging,) = (data / "envs").glob(".staging-*")
+        ctx = Context.from_settings(settings)
+        # While the build process lives, its staging prefix is not a leftover.
+        assert gc.collect(ctx, dry_run=True).leftovers_removed == []
+        proc.kill()
+        proc.wait(timeout=10)
+        assert gc.collect(ctx, dry_run=True).leftovers_removed == [str(staging.relative_to(data))]
+        ctx.engine.dispose()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    ctx = start_services(settings)
+    try:
+        assert not staging.exists()
+        assert list((data / "envs").iterdir()) == []
+    finally:
+        ctx.jobs.shutdown(wait=True)
+        for task in ctx.background:
+            task.stop()
+        ctx.engine.dispose()
+
+
+def test_blob_uploads_abandoned_by_a_stopped_process_are_discarded(ctx):
+    def staged(data: bytes, age: float) -> str:
+        writer = ctx.store.writer()
+        writer.write(data)
+        writer.close()
+        path = ctx.store.staging_path(writer.upload_id)
+        os.utime(path, (time.time() - age,) * 2)
+        return writer.upload_id
+
+    abandoned = staged(b"half of a tarball whose build was killed", age=2 * 3600)
+    writing = staged(b"a tarball being written right now", age=0)
+    pushed = reg.start_upload(ctx, "team/app")  # a registry upload owns its bytes
+    os.utime(ctx.store.staging_path(pushed), (time.time() - 2 * 3600,) * 2)
+
+    assert gc.collect(ctx, dry_run=True).uploads_discarded == [abandoned]
+    assert {s.upload_id for s in ctx.store.staged_uploads()} == {abandoned, writing, pushed}
+    assert gc.collect(ctx).uploads_discarded == [abandoned]
+    assert {s.upload_id for s in ctx.store.staged_uploads()} == {writing, pushed}

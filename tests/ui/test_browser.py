@@ -1,4 +1,8 @@
-"""The web UI in headless Chromium (Debian's), driven by Playwright: the daily path end to end."""
+"""The web UI in headless Chromium (Debian's), driven by Playwright: the daily path end to end.
+
+Pages run under their Content-Security-Policy, which forbids evaluating strings as
+script: waits go through locators, never ``wait_for_function("...")``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conda_lock.lockfile import parse_conda_lock_file
+from playwright.sync_api import expect
 
 from condastore_core.jobs.inprocess import InProcessQueue
 from condastore_core.service import namespaces, users
@@ -67,13 +72,11 @@ def build_from_editor(page, spec: str) -> str:
     page.fill("#spec", spec)
     page.select_option("#namespace", "default")
     page.click("text=Solve preview")
-    page.wait_for_function("document.getElementById('preview').textContent.includes('zstd')")
+    expect(page.locator("#preview")).to_contain_text("zstd")
     page.click("button:text-is('Build')")
     page.wait_for_url("**/ui/builds/*")
     build_url = page.url
-    page.wait_for_function(
-        "document.getElementById('status').textContent === 'COMPLETED'", timeout=90_000
-    )
+    expect(page.locator("#status")).to_have_text("COMPLETED", timeout=90_000)
     assert page.url == build_url  # the status and the log arrived without a reload
     return build_url
 
@@ -82,13 +85,14 @@ def test_the_daily_path(site, browser, tmp_path):
     url, channel = site
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1200, "height": 900})
-    dialogs = []
+    dialogs, refused = [], []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("console", lambda m: "Content Security Policy" in m.text and refused.append(m.text))
     log_in(page, url, "ada")
     page.goto(f"{url}/ui/new")
     page.fill("#spec", "name: broken\ndependencies: [zstd\n")
     page.click("text=Solve preview")
-    page.wait_for_function("document.getElementById('error').textContent.includes('line')")
+    expect(page.locator("#error")).to_contain_text("line")
     spec = f"name: tools\nchannels:\n  - {channel}\ndependencies:\n  - zstd\n"
     build_from_editor(page, spec)
     assert "linking zstd" in page.text_content("#log")
@@ -124,6 +128,8 @@ def test_the_daily_path(site, browser, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "environments.png"), full_page=True)
     page.goto(f"{url}/ui/admin")
     assert "vera" in page.text_content("table")
+
+    assert refused == []  # nothing on the pages needs what the policy forbids
 
     viewer = browser.new_page()
     log_in(viewer, url, "vera")

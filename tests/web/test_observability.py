@@ -40,7 +40,11 @@ def test_health_and_metrics(ctx, make_test_channel):
     client = testing.TestClient(create_app(ctx))
     assert client.simulate_get("/healthz").json == {"status": "ok"}
     ready = client.simulate_get("/readyz")
-    assert ready.status_code == 200 and ready.json["checks"] == {"database": "ok", "store": "ok"}
+    assert ready.status_code == 200 and ready.json["checks"] == {
+        "database": "ok",
+        "store": "ok",
+        "disk": "ok",
+    }
     for _ in range(3):
         client.simulate_get("/api/v1/environments")  # 200, anonymous: an empty list
     client.simulate_get("/v2/")  # 401: no credentials

@@ -166,6 +166,13 @@ TABLE = [
     ),
     (
         "POST",
+        "/api/v1/builds/{build_id}/artifacts/{kind}",
+        "/api/v1/builds/{build}/artifacts/tarball",
+        None,
+        "401 403 202 404 403 401 401 401 202",
+    ),
+    (
+        "POST",
         "/api/v1/builds/{build_id}/cancel",
         "/api/v1/builds/{build}/cancel",
         None,

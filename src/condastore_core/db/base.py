@@ -7,9 +7,11 @@ connects at import time.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, create_engine, event, make_url
 from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
@@ -30,6 +32,7 @@ class Base(DeclarativeBase):
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and foreign keys so it behaves like a server."""
     if url.startswith("sqlite"):
+        _create_private(make_url(url).database)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -45,6 +48,23 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _create_private(database: str | None) -> None:
+    """Create a new SQLite file readable by its owner only (it holds password hashes).
+
+    SQLite gives its WAL and shared-memory files the database file's mode, so
+    they are private too. An existing file keeps the mode its owner gave it.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

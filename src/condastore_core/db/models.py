@@ -117,6 +117,9 @@ class Build(Base):
     build_key: Mapped[str | None] = mapped_column(String(32))
     size: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
+    #: Artifacts a completed build could not get, by kind, with the reason
+    #: (``{"tarball": "no space left on device"}``); an artifact made later clears its entry.
+    artifact_errors: Mapped[dict | None] = mapped_column(JSON)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     #: The completed build whose artifacts this one reuses (same lock hash).
     reused_build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))

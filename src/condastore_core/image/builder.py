@@ -19,7 +19,6 @@ import hashlib
 import io
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from condastore_core.image.packages import (
 )
 from condastore_core.image.tarball import GZIP, Entry, write_layer
 from condastore_core.install import install_lock
+from condastore_core.leftovers import scratch_directory
 from condastore_core.lock import Lock, LockedPackage
 
 if TYPE_CHECKING:
@@ -230,10 +230,9 @@ class ImageBuilder:
         wanted = {p.name for p in missing}
         if plan.python and any(p.noarch == "python" for p in missing):
             wanted.add("python")  # noarch python packages are placed for this python
-        self.scratch_dir.mkdir(parents=True, exist_ok=True)
         built: dict[str, LayerRecord] = {}
-        with tempfile.TemporaryDirectory(dir=self.scratch_dir, prefix="image-") as tmp:
-            staging = Path(tmp) / "prefix"
+        with scratch_directory(self.scratch_dir, "image-") as tmp:
+            staging = tmp / "prefix"
             install_lock(
                 lock,
                 platform,
@@ -325,9 +324,7 @@ class ImageBuilder:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        self.scratch_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.scratch_dir, prefix="merge-") as tmp:
-            root = Path(tmp)
+        with scratch_directory(self.scratch_dir, "merge-") as root:
             for part in parts:  # in dependency order: a later package's file wins
                 data = read_all(self.store, Digest.parse(part.digest))
                 if part.media_type.endswith("zstd"):

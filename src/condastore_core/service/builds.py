@@ -1,4 +1,5 @@
-"""Builds: look them up, list them by status, environment or package, cancel, rebuild."""
+"""Builds: look them up, list them by status, environment or package, cancel, rebuild,
+and make a build's tarball again."""
 
 from __future__ import annotations
 
@@ -142,3 +143,23 @@ def rebuild(ctx: Context, build_id: int, submitted_by: str | None = None) -> Bui
         session.flush()
         new_id = build.id
     return enqueue_build(ctx, new_id)
+
+
+def request_artifact(ctx: Context, build_id: int, kind: str) -> Build:
+    """Make a completed build's tarball again (after a failure, or when it was turned off).
+
+    Queues the packing job; a build that has its tarball already is left as it is.
+    """
+    if kind != ArtifactKind.TARBALL.value:
+        raise InvalidRequest(
+            f"only the {ArtifactKind.TARBALL.value} can be made again, not {kind!r}"
+        )
+    build = get_build(ctx, build_id)
+    if build.status != BuildStatus.COMPLETED:
+        raise Conflict(f"build {build_id} is {build.status.value}, not COMPLETED")
+    if all(a.kind != kind for a in build.artifacts):
+        check_free_space(ctx)
+        if ctx.jobs is None:
+            raise Conflict("this process runs no jobs; start a worker")
+        ctx.jobs.enqueue_pack(build_id)
+    return build

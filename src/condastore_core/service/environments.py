@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from condastore_core import diskspace
 from condastore_core.db.models import (
     Build,
     BuildPackage,
@@ -19,7 +19,7 @@ from condastore_core.db.models import (
     utcnow,
     valid_id,
 )
-from condastore_core.errors import Conflict, InsufficientStorage, InvalidRequest, NotFound
+from condastore_core.errors import Conflict, InvalidRequest, NotFound
 from condastore_core.lock import Lock, to_conda_lock_yaml
 from condastore_core.policy import PolicyViolation
 from condastore_core.policy import apply as apply_policy
@@ -83,14 +83,7 @@ def _locked_environment(session: Session, namespace_id: int, name: str) -> Envir
 
 def check_free_space(ctx: Context) -> None:
     """Refuse new builds before a full disk makes them fail half-way."""
-    data_dir = ctx.settings.data_dir
-    free = shutil.disk_usage(data_dir if data_dir.exists() else data_dir.parent).free
-    if free < ctx.settings.min_free_bytes:
-        raise InsufficientStorage(
-            f"only {free // (1 << 20)} MiB free in {data_dir}; new builds need at least "
-            f"{ctx.settings.min_free_bytes // (1 << 20)} MiB (setting min_free_bytes). "
-            "Free space, for example with `condastore gc`."
-        )
+    diskspace.check_free_space(ctx.settings)
 
 
 def submit(

@@ -12,6 +12,11 @@
 3. Registry uploads started more than ``upload_max_age_hours`` ago and never
    finished are ended and their staged bytes removed: whoever may push could
    otherwise fill the disk with uploads they never complete.
+4. Leftovers of stopped builds on this machine (:mod:`condastore_core.leftovers`):
+   half-installed staging prefixes, scratch directories, half-written records,
+   never those of a build whose lease is current; and blob uploads abandoned
+   half-way by a stopped process (no registry upload owns them, nothing was
+   written to them for the grace period).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 
-from condastore_core import layout
+from condastore_core import layout, leftovers
 from condastore_core.db.models import (
     Artifact,
     Build,
@@ -36,6 +41,7 @@ from condastore_core.db.models import (
     RegistryBlob,
     RegistryManifest,
     RegistryTag,
+    RegistryUpload,
     as_utc,
     utcnow,
 )
@@ -60,6 +66,11 @@ class GcReport:
     blobs_kept: int = 0
     uploads_purged: int = 0
     upload_bytes_freed: int = 0
+    #: Leftovers of stopped builds (paths under the data directory) and their bytes.
+    leftovers_removed: list[str] = field(default_factory=list)
+    leftover_bytes: int = 0
+    #: Staged blob uploads no registry upload owns, abandoned by a stopped process.
+    uploads_discarded: list[str] = field(default_factory=list)
     dry_run: bool = False
 
     def to_json(self) -> dict[str, object]:
@@ -72,6 +83,9 @@ class GcReport:
             "blobs_kept": self.blobs_kept,
             "uploads_purged": self.uploads_purged,
             "upload_bytes_freed": self.upload_bytes_freed,
+            "leftovers_removed": self.leftovers_removed,
+            "leftover_bytes": self.leftover_bytes,
+            "uploads_discarded": self.uploads_discarded,
             "dry_run": self.dry_run,
         }
 
@@ -87,6 +101,8 @@ def collect(
     report = GcReport(dry_run=dry_run)
     _retention(ctx, report, dry_run)
     _remove_prefixes(ctx, report, dry_run)
+    _remove_leftovers(ctx, report, dry_run)
+    report.uploads_discarded = discard_abandoned_uploads(ctx, grace_seconds, dry_run=dry_run)
     if prune_untagged:
         _prune_untagged(ctx, report, dry_run, grace_seconds)
     _purge_uploads(ctx, report, dry_run)
@@ -171,6 +187,65 @@ def _remove_prefixes(ctx: Context, report: GcReport, dry_run: bool) -> None:
             shutil.rmtree(prefix, ignore_errors=True)
             record = layout.build_record_path(ctx.settings.data_dir, prefix.name)
             record.unlink(missing_ok=True)
+
+
+def live_build_keys(ctx: Context) -> set[str]:
+    """Build keys of the builds running now: BUILDING, with a current lease, on any machine."""
+    cutoff = utcnow() - dt.timedelta(seconds=ctx.settings.build_lease_seconds)
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(Build.build_key, Build.heartbeat_at).where(
+                Build.status == BuildStatus.BUILDING, Build.build_key.is_not(None)
+            )
+        ).all()
+    return {key for key, beat in rows if key and beat is not None and as_utc(beat) >= cutoff}
+
+
+def remove_leftovers(ctx: Context) -> list[leftovers.Leftover]:
+    """Remove what stopped builds left on this machine; every process runs this at start."""
+    removed = leftovers.remove(ctx.settings.data_dir, live_keys=live_build_keys(ctx))
+    for item in removed:
+        logger.info("removed %s left by a stopped build: %s", item.kind, item.path)
+    discard_abandoned_uploads(ctx)
+    return removed
+
+
+def discard_abandoned_uploads(
+    ctx: Context, grace_seconds: float = GRACE_SECONDS, *, dry_run: bool = False
+) -> list[str]:
+    """Drop staged blob uploads that no registry upload owns and nobody wrote to lately.
+
+    A registry upload owns its staged bytes while its row exists (abandoned
+    registry uploads end with their row); bytes of a blob being written by a
+    build have no row, and are abandoned once their writer is quiet for the
+    grace period: a live writer writes all the time.
+    """
+    cutoff = time.time() - grace_seconds
+    with ctx.sessions() as session:
+        owned = set(session.scalars(select(RegistryUpload.id)))
+    abandoned = [
+        staged.upload_id
+        for staged in ctx.store.staged_uploads()
+        if staged.upload_id not in owned and staged.modified < cutoff
+    ]
+    if not dry_run:
+        for upload_id in abandoned:
+            ctx.store.discard_upload(upload_id)
+            logger.info("discarded upload %s abandoned by a stopped process", upload_id)
+    return abandoned
+
+
+def _remove_leftovers(ctx: Context, report: GcReport, dry_run: bool) -> None:
+    data_dir = ctx.settings.data_dir
+    live = live_build_keys(ctx)
+    found = (
+        leftovers.find(data_dir, live_keys=live)
+        if dry_run
+        else leftovers.remove(data_dir, live_keys=live)
+    )
+    for item in found:
+        report.leftovers_removed.append(str(item.path.relative_to(data_dir)))
+        report.leftover_bytes += item.size
 
 
 def _prune_untagged(ctx: Context, report: GcReport, dry_run: bool, grace: float) -> None:

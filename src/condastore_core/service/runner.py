@@ -22,7 +22,8 @@ from condastore_core.artifacts import ArtifactKind
 from condastore_core.db.base import rowcount
 from condastore_core.db.models import Artifact, Build, BuildPackage, BuildStatus, as_utc, utcnow
 from condastore_core.digests import Digest
-from condastore_core.errors import BuildCanceled, CondastoreError
+from condastore_core.diskspace import is_out_of_space, out_of_space_error
+from condastore_core.errors import BuildCanceled, CondastoreError, PackError
 from condastore_core.lock import Lock, parse_conda_lock_yaml
 from condastore_core.service.context import Context
 from condastore_core.service.logs import BuildLog, log_length, read_log
@@ -168,16 +169,16 @@ def pack_build(ctx: Context, build_id: int) -> bool:
     log.log("packing the prefix with conda-pack")
     try:
         info = ctx.builder().pack(key)
-    except CondastoreError as exc:
-        log.log(f"packing failed: {exc.message}")
+        if info is None:
+            raise PackError("the build's prefix is not on the machine that ran the packing job")
+        log.log(f"tarball: {info.size} bytes ({info.digest})")
+        log_info = put(ctx.store, read_log(ctx, build_id).text.encode())
+    except Exception as exc:
+        _record_artifact_error(ctx, build_id, log, ArtifactKind.TARBALL, exc)
         return False
-    if info is None:
-        log.log("no prefix to pack on this machine")
-        return False
-    log.log(f"tarball: {info.size} bytes ({info.digest})")
-    log_info = put(ctx.store, read_log(ctx, build_id).text.encode())
     with ctx.sessions.begin() as session:
         build = session.get_one(Build, build_id)
+        build.artifact_errors = _without(build.artifact_errors, ArtifactKind.TARBALL)
         session.add(
             Artifact(
                 build_id=build_id, kind=info.kind.value, digest=str(info.digest), size=info.size
@@ -188,6 +189,32 @@ def pack_build(ctx: Context, build_id: int) -> bool:
                 artifact.digest, artifact.size = str(log_info.digest), log_info.size
         build.size = (build.size or 0) + info.size
     return True
+
+
+def _record_artifact_error(
+    ctx: Context, build_id: int, log: BuildLog, kind: ArtifactKind, exc: Exception
+) -> None:
+    """Say on the build why it has no ``kind`` artifact: in its log and its artifact_errors."""
+    if is_out_of_space(exc):
+        message = out_of_space_error(exc).message
+    elif isinstance(exc, CondastoreError):
+        message = exc.message
+    else:  # a bug: the server log gets the traceback, the build the gist
+        logger.exception("build %s: making its %s failed", build_id, kind.value)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+    logger.warning("build %s: no %s: %s", build_id, kind.value, message)
+    try:
+        log.log(f"{kind.value} failed: {message}")
+        with ctx.sessions.begin() as session:
+            build = session.get_one(Build, build_id)
+            build.artifact_errors = {**(build.artifact_errors or {}), kind.value: message}
+    except Exception:  # the database may be on the full disk too: the server log keeps it
+        logger.exception("build %s: could not record that its %s failed", build_id, kind.value)
+
+
+def _without(errors: dict | None, kind: ArtifactKind) -> dict | None:
+    rest = {k: v for k, v in (errors or {}).items() if k != kind.value}
+    return rest or None
 
 
 def _record_lock(ctx: Context, build_id: int, lock: Lock) -> None:

@@ -31,6 +31,15 @@ class BlobInfo:
     modified: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StagedUpload:
+    """An upload that was started and never committed nor canceled."""
+
+    upload_id: str
+    #: When its bytes were last written (seconds since the epoch).
+    modified: float
+
+
 @runtime_checkable
 class BlobWriter(Protocol):
     """An upload in progress. ``upload_id`` lets a later process resume it."""
@@ -90,6 +99,12 @@ class BlobStore(Protocol):
 
     def iterate(self) -> Iterator[BlobInfo]:
         """Every committed blob, in no particular order."""
+
+    def staged_uploads(self) -> Iterator[StagedUpload]:
+        """Every upload in the staging area (a live one, or one its writer abandoned)."""
+
+    def discard_upload(self, upload_id: str) -> None:
+        """Drop an upload's staged bytes; an unknown upload is not an error."""
 
     def url_for(self, digest: Digest, expires_in: int = 900) -> str | None:
         """A URL a client may fetch the blob from directly (presigned), or None."""

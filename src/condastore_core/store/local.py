@@ -16,7 +16,7 @@ from typing import BinaryIO
 from condastore_core import layout
 from condastore_core.digests import ALGORITHMS, DEFAULT_ALGORITHM, Digest, new_hasher
 from condastore_core.errors import BlobNotFound, DigestMismatch, InvalidDigest
-from condastore_core.store.base import CHUNK_SIZE, BlobInfo
+from condastore_core.store.base import CHUNK_SIZE, BlobInfo, StagedUpload
 
 _UPLOAD_ID_CHARS = set("0123456789abcdef-")
 
@@ -195,6 +195,20 @@ class LocalBlobStore:
                     if entry.is_file():
                         st = entry.stat()
                         yield BlobInfo(Digest(algorithm, entry.name), st.st_size, st.st_mtime)
+
+    def staged_uploads(self) -> Iterator[StagedUpload]:
+        with (
+            contextlib.suppress(FileNotFoundError),
+            os.scandir(self.root / layout.STAGING_DIR) as it,
+        ):
+            for entry in it:
+                if entry.is_file() and set(entry.name) <= _UPLOAD_ID_CHARS:
+                    with contextlib.suppress(FileNotFoundError):
+                        yield StagedUpload(entry.name, entry.stat().st_mtime)
+
+    def discard_upload(self, upload_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.staging_path(upload_id).unlink()
 
     def url_for(self, digest: Digest, expires_in: int = 900) -> str | None:
         return None

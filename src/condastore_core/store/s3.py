@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from condastore_core import layout
 from condastore_core.digests import ALGORITHMS, DEFAULT_ALGORITHM, Digest, new_hasher
 from condastore_core.errors import BlobNotFound, DigestMismatch, InvalidDigest
-from condastore_core.store.base import BlobInfo
+from condastore_core.store.base import BlobInfo, StagedUpload
 
 PART_SIZE = 8 * 1024 * 1024  # above S3's 5 MiB minimum part size
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -221,7 +221,7 @@ class S3BlobStore:
         return {"ETag": answer["ETag"], "PartNumber": number}
 
     def discard_upload(self, upload_id: str) -> None:
-        base = layout.staging_key(self.prefix, upload_id) + "/"
+        base = layout.staging_key(self.prefix, self.check_upload_id(upload_id)) + "/"
         for page in self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=base
         ):
@@ -274,6 +274,19 @@ class S3BlobStore:
         if not self.exists(digest):
             raise BlobNotFound(f"blob {digest} not found")
         self.client.delete_object(Bucket=self.bucket, Key=self.blob_key(digest))
+
+    def staged_uploads(self) -> Iterator[StagedUpload]:
+        base = layout.staging_key(self.prefix, "")
+        latest: dict[str, float] = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=base
+        ):
+            for obj in page.get("Contents", []):
+                upload_id = obj["Key"][len(base) :].partition("/")[0]
+                when = obj["LastModified"].timestamp()
+                latest[upload_id] = max(when, latest.get(upload_id, when))
+        for upload_id, when in sorted(latest.items()):
+            yield StagedUpload(upload_id, when)
 
     def iterate(self) -> Iterator[BlobInfo]:
         base = layout.blob_key_prefix(self.prefix)

@@ -2,16 +2,17 @@
 
 Credentials come as ``Authorization: Bearer <token>``, as HTTP Basic (user
 name and a password or token, for registry clients), or as the session cookie
-of the web UI; with the cookie, state-changing requests must repeat the CSRF
-cookie in ``X-CSRF-Token``. What a caller may not read answers 404 exactly as
-if it did not exist (401 when anonymous, so clients know to log in); what they
-may read but not change answers 403.
+of the web UI; with the cookie, state-changing requests must carry the session's
+CSRF token in ``X-CSRF-Token`` (see :mod:`condastore_web.api.sessions`). A
+revoked or expired session cookie is cleared and the request goes on as
+anonymous (pages send the browser to the login form). What a caller may not
+read answers 404 exactly as if it did not exist (401 when anonymous, so clients
+know to log in); what they may read but not change answers 403.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 
 import falcon
 
@@ -27,11 +28,18 @@ from condastore_core.errors import CondastoreError, NotFound
 from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.service.visibility import Visibility
+from condastore_web.api.sessions import (
+    CSRF_HEADER,
+    LOGIN_PAGE,
+    SESSION_COOKIE,
+    csrf_matches,
+    end_session,
+    login_url,
+)
 
-SESSION_COOKIE = "condastore_session"
-CSRF_COOKIE = "condastore_csrf"
-CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+#: Where a password is checked: a session cookie the browser still sends plays no part.
+LOGIN_ROUTES = {("POST", LOGIN_PAGE), ("POST", "/api/v1/auth/login")}
 
 
 class Authenticate:
@@ -59,13 +67,24 @@ class Authenticate:
                 raise Unauthenticated(f"unsupported authorization scheme {scheme!r}")
             return
         cookie = req.get_cookie_values(SESSION_COOKIE)
-        if cookie:
-            if req.method not in SAFE_METHODS:
-                expected = (req.get_cookie_values(CSRF_COOKIE) or [""])[0]
-                given = req.get_header(CSRF_HEADER) or ""
-                if not expected or not hmac.compare_digest(expected, given):
-                    raise Forbidden(f"missing or wrong {CSRF_HEADER} header for a cookie session")
-            self._token(req, cookie[0])
+        if not cookie or (req.method, req.path) in LOGIN_ROUTES:
+            return
+        session = cookie[0]
+        if req.method not in SAFE_METHODS and not csrf_matches(
+            session, req.get_header(CSRF_HEADER) or ""
+        ):
+            raise Forbidden(f"missing or wrong {CSRF_HEADER} header for a cookie session")
+        try:
+            self._token(req, session)
+        except Unauthenticated:
+            self._stale_session(req, resp)
+
+    def _stale_session(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """A revoked or expired session: forget it; pages lead to the login form."""
+        end_session(resp)
+        req.context.principal = ANONYMOUS_PRINCIPAL
+        if req.method in SAFE_METHODS and req.path.startswith("/ui/") and req.path != LOGIN_PAGE:
+            raise falcon.HTTPSeeOther(login_url(req.relative_uri))
 
     def _token(self, req: falcon.Request, token: str) -> None:
         principal, expiry = users.principal_for_token(self.ctx, token)

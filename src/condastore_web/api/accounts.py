@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 
 import falcon
 from pydantic import Field
@@ -11,15 +10,9 @@ from pydantic import Field
 from condastore_core.auth.rbac import Action
 from condastore_core.service import policies, users
 from condastore_core.service.context import Context
-from condastore_web.api.access import (
-    CSRF_COOKIE,
-    SESSION_COOKIE,
-    require,
-    require_admin,
-    require_login,
-    token_expiry,
-)
+from condastore_web.api.access import require, require_admin, require_login, token_expiry
 from condastore_web.api.bodies import Body, read_body
+from condastore_web.api.sessions import end_session, start_session
 
 
 class Login(Body):
@@ -74,27 +67,7 @@ class LoginResource:
         name = users.check_password(
             self.ctx, self.authenticator, body.username, body.password, req.remote_addr
         )
-        issued = users.issue_token(self.ctx, name, kind="session", description="login")
-        max_age = int((issued.expires_at - dt.datetime.now(dt.UTC)).total_seconds())
-        secure = req.scheme == "https"
-        resp.set_cookie(
-            SESSION_COOKIE,
-            issued.token,
-            max_age=max_age,
-            secure=secure,
-            http_only=True,
-            same_site="Lax",
-            path="/",
-        )
-        resp.set_cookie(
-            CSRF_COOKIE,
-            secrets.token_urlsafe(24),
-            max_age=max_age,
-            secure=secure,
-            http_only=False,
-            same_site="Strict",
-            path="/",
-        )
+        issued = start_session(self.ctx, req, resp, name)
         resp.media = {**token_json(issued), "user": name}
 
 
@@ -106,8 +79,7 @@ class LogoutResource:
         who = require_login(req)
         if who.token_id is not None:
             users.revoke_token(self.ctx, who.token_id)
-        resp.unset_cookie(SESSION_COOKIE, path="/")
-        resp.unset_cookie(CSRF_COOKIE, path="/")
+        end_session(resp)
         resp.status = falcon.HTTP_204
 
 

@@ -112,3 +112,9 @@ class BuildArtifact:
     def on_get(self, req: falcon.Request, resp: falcon.Response, build_id: int, kind: str) -> None:
         guard(self.ctx, req, Action.READ, build_id)
         send_artifact(self.ctx, resp, builds.find_artifact(self.ctx, build_id, kind))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, build_id: int, kind: str) -> None:
+        """Make the artifact again (the tarball only), e.g. after its packing failed."""
+        guard(self.ctx, req, Action.WRITE, build_id)
+        resp.media = serialize.build(builds.request_artifact(self.ctx, build_id, kind))
+        resp.status = falcon.HTTP_202

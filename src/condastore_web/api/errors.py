@@ -13,6 +13,7 @@ import falcon
 from condastore_core.auth.rbac import Forbidden, Unauthenticated
 from condastore_core.bounded import DocumentRefused, DocumentTooLarge
 from condastore_core.channels import ChannelRefused
+from condastore_core.diskspace import is_out_of_space, out_of_space_error
 from condastore_core.errors import (
     CondastoreError,
     Conflict,
@@ -91,6 +92,10 @@ def handle_core_error(req, resp, exc: CondastoreError, params) -> None:  # type:
 def handle_unexpected(req, resp, exc: Exception, params) -> None:  # type: ignore[no-untyped-def]
     if isinstance(exc, falcon.HTTPError):
         raise exc  # falcon's own errors go through the serializer below
+    if is_out_of_space(exc):  # a full disk is the operator's to fix, not a bug
+        logger.warning("out of storage space on %s %s: %s", req.method, req.path, exc)
+        handle_core_error(req, resp, out_of_space_error(exc), params)
+        return
     logger.exception("unhandled error on %s %s", req.method, req.path)
     if _is_page(req):
         _page_error(

@@ -56,6 +56,7 @@ def build(b: Build) -> dict[str, Any]:
         "platforms": list(b.platforms),
         "size": b.size,
         "error": b.error,
+        "artifact_errors": dict(b.artifact_errors or {}),
         "reused_build_id": b.reused_build_id,
         "submitted_by": b.submitted_by,
         "queued_at": _time(b.queued_at),

@@ -1,4 +1,4 @@
-"""``condastore gc``: apply retention policies and sweep unreferenced blobs."""
+"""``condastore gc``: apply retention policies, sweep unreferenced blobs, remove leftovers."""
 
 from __future__ import annotations
 
@@ -57,3 +57,12 @@ def gc_command(
         f"abandoned uploads {'to purge' if dry_run else 'purged'}: {report.uploads_purged} "
         f"({report.upload_bytes_freed} bytes)"
     )
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {len(report.leftovers_removed)} leftovers of stopped builds "
+        f"({report.leftover_bytes} bytes)"
+    )
+    for path in report.leftovers_removed:
+        click.echo(f"  {path}")
+    verb = "would discard" if dry_run else "discarded"
+    click.echo(f"{verb} {len(report.uploads_discarded)} abandoned blob uploads")

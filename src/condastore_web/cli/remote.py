@@ -79,6 +79,8 @@ def show_build(build: dict, as_json: bool) -> None:
     fields(build, BUILD_FIELDS)
     for a in build["artifacts"]:
         click.echo(f"artifact  {a['kind']:<9} {a['digest']}  {a['size']} bytes")
+    for kind, message in sorted((build.get("artifact_errors") or {}).items()):
+        click.echo(f"artifact  {kind:<9} FAILED: {message}")
 
 
 def exit_for(build: dict) -> None:
@@ -329,6 +331,16 @@ def build_rebuild(build_id, url, token, as_json):  # type: ignore[no-untyped-def
     """Queue a new build of the same spec."""
     build = ApiClient(url, token).call("POST", f"/builds/{build_id}/rebuild")
     emit_json(build) if as_json else click.echo(f"build {build['id']} queued")
+
+
+@build_group.command("pack")
+@click.argument("build_id", type=int)
+@server_options
+@reports_errors
+def build_pack(build_id, url, token, as_json):  # type: ignore[no-untyped-def]
+    """Make a completed build's conda-pack tarball again (after its packing failed)."""
+    build = ApiClient(url, token).call("POST", f"/builds/{build_id}/artifacts/tarball")
+    emit_json(build) if as_json else click.echo(f"build {build_id}: tarball queued")
 
 
 # -- download ----------------------------------------------------------------------

@@ -15,6 +15,7 @@ from condastore_core.jobs.reaper import Reaper
 from condastore_core.jobs.rq_engine import QUEUE_KINDS, RQQueue, queue_name
 from condastore_core.jobs.scheduler import Scheduler
 from condastore_core.service.context import Context
+from condastore_core.service.gc import remove_leftovers
 from condastore_web.cli.common import config_option, data_dir_option, reports_errors, settings_from
 
 
@@ -47,6 +48,7 @@ def worker_command(
     ctx = Context.from_settings(settings)
     engine = RQQueue(settings)
     ctx.jobs = engine
+    remove_leftovers(ctx)  # of builds a previous worker on this machine was running
     queues = [engine.queue(k) for k in (kinds or QUEUE_KINDS)]
     worker = Worker(
         queues,

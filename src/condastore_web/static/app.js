@@ -1,5 +1,9 @@
 // A little JavaScript where it earns its place: API calls with the CSRF header, live logs.
+// Pages hold no inline script (the Content-Security-Policy forbids it): elements name what
+// they do in data-action attributes, and the handlers at the end of this file act on them.
 function csrf() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  if (meta) return meta.content;
   const m = document.cookie.match(/(?:^|; )condastore_csrf=([^;]+)/);
   return m ? decodeURIComponent(m[1]) : "";
 }
@@ -23,12 +27,6 @@ function showError(id, err) {
   }
 }
 
-async function login(form) {
-  try {
-    await api("POST", "/auth/login", {username: form.username.value, password: form.password.value});
-    location.href = form.dataset.next || "/ui/environments";
-  } catch (e) { showError("error", e); }
-}
 async function logout() { await api("POST", "/auth/logout"); location.href = "/ui/login"; }
 
 async function preview() {
@@ -81,3 +79,37 @@ function showArtifacts(id, artifacts) {
     return li;
   }));
 }
+
+const list = value => value ? value.split(",") : undefined;
+const formActions = {
+  "add-user": f => apiAction("POST", "/users",
+    {name: f.name.value, password: f.password.value, admin: f.admin.checked}),
+  "add-binding": f => apiAction("POST", "/role-bindings",
+    {subject: f.subject.value, pattern: f.pattern.value, role: f.role.value}),
+  "set-policy": f => apiAction("PUT", "/policies", {scope: f.scope.value,
+    policy: {allowed_channels: list(f.channels.value), required_packages: list(f.required.value)}}),
+};
+const clickActions = {
+  logout: () => logout(),
+  preview: () => preview(),
+  "submit-spec": () => submitSpec(document.getElementById("namespace").value),
+  "submit-form": el => document.querySelector(el.dataset.form).submit(),
+  api: el => {
+    if (el.dataset.confirm && !confirm(el.dataset.confirm)) return;
+    const body = el.dataset.body ? JSON.parse(el.dataset.body) : undefined;
+    apiAction(el.dataset.method, el.dataset.path, body, el.dataset.then);
+  },
+};
+document.addEventListener("submit", e => {
+  const handler = formActions[e.target.dataset.action];
+  if (handler) { e.preventDefault(); handler(e.target); }
+});
+document.addEventListener("click", e => {
+  const el = e.target.closest("[data-action]");
+  const handler = el && el.tagName !== "FORM" ? clickActions[el.dataset.action] : undefined;
+  if (handler) { e.preventDefault(); handler(el); }
+});
+document.addEventListener("DOMContentLoaded", () => {
+  const log = document.querySelector("[data-follow-build]");
+  if (log) followBuild(log.dataset.followBuild);
+});

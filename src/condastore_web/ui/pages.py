@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import falcon
 import yaml
 
@@ -15,6 +17,7 @@ from condastore_web.api.access import access_policy, principal, require, require
 from condastore_web.api.access import visibility as visible
 from condastore_web.api.common import int_param
 from condastore_web.api.misc import watched_directory
+from condastore_web.api.sessions import LOGIN_PAGE, login_url, safe_next, start_session
 from condastore_web.ui.render import render
 
 
@@ -33,9 +36,75 @@ class Home:
         raise falcon.HTTPFound("/ui/environments")
 
 
+#: A login form is two short fields and a path; anything larger is not one.
+MAX_FORM_BYTES = 16 * 1024
+
+
 class Login:
+    """The login form: a plain HTML form POST, so it works without JavaScript."""
+
+    def __init__(self, ctx: Context, authenticator: users.Authenticator) -> None:
+        self.ctx = ctx
+        self.authenticator = authenticator
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        render(req, resp, "login.html", next=req.get_param("next") or "/ui/environments")
+        render(req, resp, "login.html", next=safe_next(req.get_param("next")))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _check_origin(self.ctx, req)
+        form = _read_form(req)
+        target = safe_next(form.get("next"))
+        username = form.get("username", "")[:64]
+        password = form.get("password", "")[:1024]
+        name = self.authenticator.authenticate(self.ctx, username, password) if username else None
+        if name is None:
+            resp.status = falcon.HTTP_401
+            render(
+                req,
+                resp,
+                "login.html",
+                next=target,
+                username=username,
+                error="wrong user name or password",
+            )
+            return
+        start_session(self.ctx, req, resp, name)
+        resp.status = falcon.HTTP_303
+        resp.location = target
+
+
+class LoginRedirect:
+    """``/login``, where people and tools look for it first."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query = f"?{req.query_string}" if req.query_string else ""
+        raise falcon.HTTPPermanentRedirect(f"{LOGIN_PAGE}{query}")
+
+    on_post = on_get
+
+
+def _read_form(req: falcon.Request) -> dict[str, str]:
+    """The fields of a urlencoded form body, size-limited; the first value of each."""
+    raw = req.bounded_stream.read(MAX_FORM_BYTES + 1)
+    if len(raw) > MAX_FORM_BYTES:
+        raise falcon.HTTPContentTooLarge(description="the form is too large")
+    try:
+        fields = parse_qs(raw.decode(), keep_blank_values=True, max_num_fields=16)
+    except (UnicodeDecodeError, ValueError):
+        raise falcon.HTTPBadRequest(description="the form could not be read") from None
+    return {k: v[0] for k, v in fields.items()}
+
+
+def _check_origin(ctx: Context, req: falcon.Request) -> None:
+    """Refuse logins posted by another site's page (login CSRF) where the browser says so."""
+    origin = req.get_header("Origin")
+    if origin is None:
+        return
+    ours = {req.netloc.lower()}
+    if ctx.settings.trust_proxy_headers:  # the proxy may have changed the Host header
+        ours.add(req.forwarded_host.lower())
+    if origin == "null" or urlsplit(origin).netloc.lower() not in ours:
+        raise falcon.HTTPForbidden(description="a login must come from this site's own page")
 
 
 class EnvironmentList:
@@ -124,7 +193,7 @@ class EditPage:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         who = principal(req)
         if who.anonymous:
-            raise falcon.HTTPFound(f"/ui/login?next={req.relative_uri}")
+            raise falcon.HTTPFound(login_url(req.relative_uri))
         source = req.get_param("from")
         namespace = who.name
         spec_text = "name: my-environment\nchannels:\n  - conda-forge\ndependencies:\n  - python\n"
@@ -230,11 +299,12 @@ class AdminPage:
         )
 
 
-def mount(app: falcon.App, ctx: Context) -> None:
+def mount(app: falcon.App, ctx: Context, authenticator: users.Authenticator) -> None:
     import importlib.resources
 
     app.add_route("/", Home())
-    app.add_route("/ui/login", Login())
+    app.add_route("/login", LoginRedirect())
+    app.add_route(LOGIN_PAGE, Login(ctx, authenticator))
     app.add_route("/ui/environments", EnvironmentList(ctx))
     app.add_route("/ui/environments/{ns}/{name}", EnvironmentPage(ctx))
     app.add_route("/ui/environments/{ns}/{name}/diff", DiffPage(ctx))

@@ -9,6 +9,7 @@ import falcon
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from condastore_core.db.models import as_utc
+from condastore_web.api.sessions import SESSION_COOKIE, csrf_token
 
 _env = Environment(
     loader=PackageLoader("condastore_web", "templates"),
@@ -44,9 +45,14 @@ _env.filters["age"] = _age
 def render(req: falcon.Request, resp: falcon.Response, template: str, **context: Any) -> None:
     principal = getattr(req.context, "principal", None)
     user = principal if principal is not None and not principal.anonymous else None
+    session = req.get_cookie_values(SESSION_COOKIE) if user is not None else None
     resp.content_type = falcon.MEDIA_HTML
     resp.text = _env.get_template(template).render(
-        user=user, host=req.netloc, base_url=req.prefix, **context
+        user=user,
+        host=req.netloc,
+        base_url=req.prefix,
+        csrf=csrf_token(session[0]) if session else None,
+        **context,
     )
 
 
