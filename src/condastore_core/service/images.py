@@ -30,7 +30,7 @@ import time
 from sqlalchemy import bindparam, select
 
 from condastore_core import layout
-from condastore_core.artifacts import FILE_NAMES, ArtifactKind
+from condastore_core.artifacts import ARTIFACT_TYPES, FILE_NAMES, ArtifactKind
 from condastore_core.db.models import Build, BuildStatus, Environment, Namespace, RegistryTag
 from condastore_core.digests import Digest
 from condastore_core.errors import NotFound, SolveError, SpecError
@@ -51,12 +51,6 @@ from condastore_core.store import put, read_all
 DYNAMIC_PREFIX = "conda"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 TITLE = "org.opencontainers.image.title"
-ARTIFACT_TYPES = {
-    ArtifactKind.LOCKFILE: ("lock", "application/vnd.condastore.lockfile.v1+yaml"),
-    ArtifactKind.YAML: ("yaml", "application/vnd.condastore.environment.v1+yaml"),
-    ArtifactKind.EXPLICIT: ("explicit", "application/vnd.condastore.explicit.v1+text"),
-    ArtifactKind.TARBALL: ("tarball", "application/vnd.condastore.tarball.v1.tar+gzip"),
-}
 _OPERATORS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "eq": "=="}
 _CONSTRAINT = re.compile(r"^(?P<name>[a-z0-9_-][a-z0-9_.-]*?)\.(?P<op>ge|gt|le|lt|eq)\.(?P<v>.+)$")
 
