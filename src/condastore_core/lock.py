@@ -184,7 +184,9 @@ def to_conda_lock_yaml(lock: Lock, *, spec_hash: str | None = None) -> str:
             for _, platform, r in packages
         ],
     }
-    return CONDA_LOCK_HEADER + yaml.dump(document, sort_keys=False)
+    # libyaml's emitter writes the same text as conda-lock's pure-Python one, 10x faster.
+    dumper = getattr(yaml, "CDumper", yaml.Dumper)
+    return CONDA_LOCK_HEADER + yaml.dump(document, Dumper=dumper, sort_keys=False)
 
 
 def _plain_channel(url: str) -> bool:

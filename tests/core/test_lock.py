@@ -127,7 +127,16 @@ def varied_lock() -> Lock:
                     depends=("_libgcc_mutex 0.1 conda_forge", "__glibc >=2.17"),
                 ),
                 pkg("python_abi", "3.10", build="4_cp310", depends=("python 3.10.*",)),
-                pkg("yes", "1e3", depends=("no", "on *", "null >=1,<2|>=3")),
+                pkg(
+                    "yes",
+                    "1e3",
+                    depends=(
+                        "no",
+                        "on *",
+                        "null >=1,<2|>=3",
+                        "wide " + " ".join(["x >=1.0,<2.0a0"] * 9),
+                    ),
+                ),
                 pkg("tzdata", "2024a", "noarch", depends=("a: b", "c #d")),
             ],
             "osx-arm64": [pkg("zstd", "1.5.5", "osx-arm64"), pkg("libzlib", "1.10", "osx-arm64")],
