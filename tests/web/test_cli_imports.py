@@ -120,6 +120,14 @@ def test_version_and_help_import_no_command(args):
     assert not any(m.startswith("condastore_core.") for m in modules)
 
 
+def test_version_is_the_installed_packages():
+    from importlib.metadata import version
+
+    proc, modules = run_cli("--version")
+    assert proc.stdout.strip() == f"condastore, version {version('condastore')}"
+    assert "importlib.metadata" not in modules  # read from the package, not the metadata
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from condastore_core import __version__
 from condastore_web.cli.lazy import LazyCommand, LazyGroup
 
 _CLI = "condastore_web.cli"
@@ -90,7 +91,7 @@ COMMANDS = {
     lazy=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.version_option(package_name="condastore")
+@click.version_option(__version__, package_name="condastore")
 def main() -> None:
     """condastore: environments solved, locked, built once and served in every form."""
 
