@@ -1,4 +1,4 @@
-"""The forms of a build, by kind, and the renderers of the text ones.
+"""The forms of a build, by kind: their file names and media types (renderers in ``render.py``).
 
 Kinds are part of the public API (URLs, CLI flags, database rows): add, never rename.
 """
@@ -8,11 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import yaml
-
 from condastore_core.digests import Digest
-from condastore_core.lock import Lock, to_conda_lock_yaml, to_explicit
-from condastore_core.spec import EnvironmentSpec
 
 
 class ArtifactKind(enum.StrEnum):
@@ -39,34 +35,17 @@ MEDIA_TYPES = {
     ArtifactKind.LOG: "text/plain; charset=utf-8",
 }
 
+#: Each kind as an OCI artifact: tag suffix and artifact type.
+ARTIFACT_TYPES = {
+    ArtifactKind.LOCKFILE: ("lock", "application/vnd.condastore.lockfile.v1+yaml"),
+    ArtifactKind.YAML: ("yaml", "application/vnd.condastore.environment.v1+yaml"),
+    ArtifactKind.EXPLICIT: ("explicit", "application/vnd.condastore.explicit.v1+text"),
+    ArtifactKind.TARBALL: ("tarball", "application/vnd.condastore.tarball.v1.tar+gzip"),
+}
+
 
 @dataclass(frozen=True)
 class ArtifactInfo:
     kind: ArtifactKind
     digest: Digest
     size: int
-
-
-def pinned_environment_yaml(spec: EnvironmentSpec, lock: Lock, platform: str) -> str:
-    """``environment.yaml`` with every package pinned to ``name=version=build``."""
-    data: dict[str, object] = {
-        "name": spec.name,
-        "channels": list(lock.channels),
-        "dependencies": [f"{r.name}={r.version}={r.build}" for r in lock.records(platform)],
-    }
-    if spec.variables:
-        data["variables"] = dict(spec.variables)
-    if spec.description:
-        data["description"] = spec.description
-    header = f"# pinned for {platform}; lock_hash: {lock.lock_hash}\n"
-    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
-
-
-def render_text_artifacts(
-    spec: EnvironmentSpec, lock: Lock, platform: str
-) -> dict[ArtifactKind, bytes]:
-    return {
-        ArtifactKind.YAML: pinned_environment_yaml(spec, lock, platform).encode(),
-        ArtifactKind.LOCKFILE: to_conda_lock_yaml(lock, spec_hash=spec.spec_hash).encode(),
-        ArtifactKind.EXPLICIT: to_explicit(lock, platform).encode(),
-    }

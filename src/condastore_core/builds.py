@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from condastore_core import layout
-from condastore_core.artifacts import ArtifactInfo, ArtifactKind, render_text_artifacts
+from condastore_core.artifacts import ArtifactInfo, ArtifactKind
 from condastore_core.digests import Digest
 from condastore_core.errors import BlobNotFound, CondastoreError
 from condastore_core.install import install_lock
@@ -31,6 +31,7 @@ from condastore_core.lock import Lock
 from condastore_core.locks import file_lock
 from condastore_core.pack import pack_prefix
 from condastore_core.progress import CollectingReporter, NullReporter, Reporter
+from condastore_core.render import render_text_artifacts
 from condastore_core.solve import Solver, native_platform
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import BlobStore, put

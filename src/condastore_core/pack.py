@@ -7,13 +7,14 @@ import os
 import tempfile
 from pathlib import Path
 
-import conda_pack
-
 from condastore_core.errors import PackError
 
 
 def pack_prefix(prefix: Path, output: Path, *, compress_level: int = 4, threads: int = 1) -> Path:
     """Write a ``.tar.gz`` of ``prefix`` at ``output`` atomically; returns ``output``."""
+    # Deferred: a build without a tarball (``--no-tarball``) never pays for conda-pack.
+    import conda_pack
+
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".pack-", suffix=".tar.gz", dir=output.parent)
     os.close(fd)

@@ -15,7 +15,6 @@ import re
 from typing import Annotated, Any
 
 import yaml
-from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -68,6 +67,9 @@ def normalize_pip_requirement(text: str) -> str:
     if stripped.startswith("-"):
         # pip options (--index-url, -e) pass through untouched: they are not requirements.
         return stripped
+    # Deferred: few specs list pip packages, and packaging's parser takes ~20 ms to import.
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         return str(Requirement(stripped))
     except InvalidRequirement as exc:

@@ -113,6 +113,57 @@ def test_conda_lock_parses_what_we_write_and_we_read_it_back(tmp_path):
     assert again.packages["osx-arm64"][0].subdir == "noarch"  # tzdata, from its URL
 
 
+def varied_lock() -> Lock:
+    """Channels, versions and constraints that YAML could quote, fold or escape."""
+    local = "file:///srv/channels/my%20channel"
+    return Lock.create(
+        [CH, local, "https://example.org/label/dev/"],
+        {
+            "linux-64": [
+                pkg("_libgcc_mutex", "0.1", build="conda_forge"),
+                pkg(
+                    "libgcc-ng",
+                    "13.2.0",
+                    depends=("_libgcc_mutex 0.1 conda_forge", "__glibc >=2.17"),
+                ),
+                pkg("python_abi", "3.10", build="4_cp310", depends=("python 3.10.*",)),
+                pkg(
+                    "yes",
+                    "1e3",
+                    depends=(
+                        "no",
+                        "on *",
+                        "null >=1,<2|>=3",
+                        "wide " + " ".join(["x >=1.0,<2.0a0"] * 9),
+                    ),
+                ),
+                pkg("tzdata", "2024a", "noarch", depends=("a: b", "c #d")),
+            ],
+            "osx-arm64": [pkg("zstd", "1.5.5", "osx-arm64"), pkg("libzlib", "1.10", "osx-arm64")],
+            "win-64": [],
+        },
+    )
+
+
+@pytest.mark.parametrize("lock", [sample_lock(), varied_lock()], ids=["sample", "varied"])
+@pytest.mark.parametrize("spec_hash", [None, "ab" * 32])
+def test_conda_lock_yml_is_byte_for_byte_what_conda_locks_writer_writes(lock, spec_hash):
+    from condastore_core.lock import _conda_lock_writer
+
+    assert to_conda_lock_yaml(lock, spec_hash=spec_hash) == _conda_lock_writer(lock, spec_hash)
+
+
+def test_channel_credentials_become_variables_as_conda_lock_writes_them(monkeypatch):
+    monkeypatch.setenv("PRIVATE_CHANNEL_USERNAME", "alice")
+    monkeypatch.setenv("PRIVATE_CHANNEL_PASSWORD", "s3cret")
+    channel = "https://alice:s3cret@private.example.org/channel"
+    lock = Lock.create([channel], {"linux-64": [pkg("zstd")]})
+    text = to_conda_lock_yaml(lock)
+    assert "s3cret" not in text.split("package:")[0]
+    assert "url: https://${PRIVATE_CHANNEL_USERNAME}:${PRIVATE_CHANNEL_PASSWORD}@" in text
+    assert "- PRIVATE_CHANNEL_PASSWORD" in text
+
+
 def test_explicit_list_pins_each_url_by_sha256():
     lock = sample_lock()
     text = to_explicit(lock, "linux-64")

@@ -30,7 +30,7 @@ import time
 from sqlalchemy import bindparam, select
 
 from condastore_core import layout
-from condastore_core.artifacts import FILE_NAMES, ArtifactKind
+from condastore_core.artifacts import ARTIFACT_TYPES, FILE_NAMES, ArtifactKind
 from condastore_core.db.models import Build, BuildStatus, RegistryTag
 from condastore_core.digests import Digest
 from condastore_core.errors import NotFound, SolveError, SpecError
@@ -44,7 +44,7 @@ from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.environments import find_environment
 from condastore_core.service.layer_cache import DbLayerCache
-from condastore_core.service.reserved import ARTIFACT_TAG_SUFFIXES, is_dynamic
+from condastore_core.service.reserved import is_dynamic
 from condastore_core.service.tenancy import is_managed_environment
 from condastore_core.solve import native_platform
 from condastore_core.spec import EnvironmentSpec
@@ -52,14 +52,6 @@ from condastore_core.store import put, read_all
 
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 TITLE = "org.opencontainers.image.title"
-_MEDIA_TYPES = {
-    ArtifactKind.LOCKFILE: "application/vnd.condastore.lockfile.v1+yaml",
-    ArtifactKind.YAML: "application/vnd.condastore.environment.v1+yaml",
-    ArtifactKind.EXPLICIT: "application/vnd.condastore.explicit.v1+text",
-    ArtifactKind.TARBALL: "application/vnd.condastore.tarball.v1.tar+gzip",
-}
-#: Each build artifact's tag suffix and artifact type.
-ARTIFACT_TYPES = {kind: (ARTIFACT_TAG_SUFFIXES[kind], t) for kind, t in _MEDIA_TYPES.items()}
 _OPERATORS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "eq": "=="}
 _CONSTRAINT = re.compile(r"^(?P<name>[a-z0-9_-][a-z0-9_.-]*?)\.(?P<op>ge|gt|le|lt|eq)\.(?P<v>.+)$")
 

@@ -19,19 +19,14 @@ from __future__ import annotations
 
 import re
 
-from condastore_core.artifacts import ArtifactKind
+from condastore_core.artifacts import ARTIFACT_TYPES
 from condastore_core.errors import InvalidRequest
 from condastore_core.lock import BUILD_KEY_LENGTH
 
 #: The first part of every dynamic image name (``conda/zstd/openssl:latest``).
 DYNAMIC_PREFIX = "conda"
 #: The tag suffix of each build artifact published beside a build's image.
-ARTIFACT_TAG_SUFFIXES = {
-    ArtifactKind.LOCKFILE: "lock",
-    ArtifactKind.YAML: "yaml",
-    ArtifactKind.EXPLICIT: "explicit",
-    ArtifactKind.TARBALL: "tarball",
-}
+ARTIFACT_TAG_SUFFIXES = {kind: suffix for kind, (suffix, _) in ARTIFACT_TYPES.items()}
 #: The server's own top-level paths, and RBAC's subjects.
 SERVER_PATHS = frozenset(
     {"v2", "auth", "api", "ui", "static", "metrics", "healthz", "readyz", "_catalog"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hmac
 from dataclasses import dataclass
 from typing import Protocol
@@ -49,12 +50,15 @@ class LocalPasswords:
         with ctx.sessions() as session:
             user = session.scalar(select(User).where(User.name == username))
         if user is None or user.disabled_at is not None or user.password_hash is None:
-            verify_password(password, _DUMMY_HASH)  # same time whether the user exists or not
+            verify_password(password, _dummy_hash())  # same time whether the user exists or not
             return None
         return user.name if verify_password(password, user.password_hash) else None
 
 
-_DUMMY_HASH = hash_password("not a real password")
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown users against, made on first use: scrypt costs ~0.1 s of CPU."""
+    return hash_password("not a real password")
 
 
 def find_user(session: Session, name: str) -> User:

@@ -1,17 +1,12 @@
-"""``condastore user add``, ``login``, ``logout`` and ``token create``."""
+"""``condastore login``, ``logout`` and ``token create``: a client's side of accounts."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import click
 
 from condastore_core.errors import CondastoreError
-from condastore_core.service.context import Context
-from condastore_core.service.users import create_user
 from condastore_web.cli.client import ApiClient
-from condastore_web.cli.common import config_option, data_dir_option, reports_errors, settings_from
+from condastore_web.cli.common import read_password, reports_errors
 from condastore_web.cli.credentials import store_token
 from condastore_web.cli.output import emit_json
 
@@ -30,39 +25,6 @@ def parse_duration(text: str) -> int:
     if value <= 0:
         raise CondastoreError("a duration must be positive")
     return value
-
-
-def read_password(password_stdin: bool, confirm: bool) -> str:
-    if password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
-
-
-@click.group("user")
-def user_group() -> None:
-    """Manage users directly in the server's database (run where the server's data lives)."""
-
-
-@user_group.command("add")
-@click.argument("name")
-@click.option("--admin", is_flag=True, help="Administrator of the whole installation.")
-@click.option("--group", "groups", multiple=True, help="A group the user belongs to.")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@data_dir_option
-@config_option
-@reports_errors
-def user_add(
-    name: str,
-    admin: bool,
-    groups: tuple[str, ...],
-    password_stdin: bool,
-    data_dir: Path | None,
-    config_file: Path | None,
-) -> None:
-    """Create user NAME (and their personal namespace NAME)."""
-    ctx = Context.from_settings(settings_from(config_file, data_dir=data_dir))
-    create_user(ctx, name, read_password(password_stdin, True), admin=admin, groups=list(groups))
-    click.echo(f"created user {name}{' (admin)' if admin else ''} and namespace {name}")
 
 
 @click.command("login")

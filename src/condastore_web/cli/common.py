@@ -52,3 +52,10 @@ def reports_errors(f: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def read_password(password_stdin: bool, confirm: bool) -> str:
+    """The first line of standard input (for scripts), else a hidden prompt."""
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)

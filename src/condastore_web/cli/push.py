@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
+from condastore_core.artifacts import ARTIFACT_TYPES
 from condastore_core.oci_client import (
     RegistryClient,
     copy_image,
     parse_reference,
     stored_credentials,
 )
-from condastore_core.service.images import ARTIFACT_TYPES
 from condastore_web.cli.client import ApiClient
 from condastore_web.cli.common import reports_errors
 from condastore_web.cli.remote import split_name

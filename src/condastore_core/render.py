@@ -1,0 +1,34 @@
+"""The text forms of a build (pinned environment.yaml, conda-lock.yml, @EXPLICIT list)."""
+
+from __future__ import annotations
+
+import yaml
+
+from condastore_core.artifacts import ArtifactKind
+from condastore_core.lock import Lock, to_conda_lock_yaml, to_explicit
+from condastore_core.spec import EnvironmentSpec
+
+
+def pinned_environment_yaml(spec: EnvironmentSpec, lock: Lock, platform: str) -> str:
+    """``environment.yaml`` with every package pinned to ``name=version=build``."""
+    data: dict[str, object] = {
+        "name": spec.name,
+        "channels": list(lock.channels),
+        "dependencies": [f"{r.name}={r.version}={r.build}" for r in lock.records(platform)],
+    }
+    if spec.variables:
+        data["variables"] = dict(spec.variables)
+    if spec.description:
+        data["description"] = spec.description
+    header = f"# pinned for {platform}; lock_hash: {lock.lock_hash}\n"
+    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def render_text_artifacts(
+    spec: EnvironmentSpec, lock: Lock, platform: str
+) -> dict[ArtifactKind, bytes]:
+    return {
+        ArtifactKind.YAML: pinned_environment_yaml(spec, lock, platform).encode(),
+        ArtifactKind.LOCKFILE: to_conda_lock_yaml(lock, spec_hash=spec.spec_hash).encode(),
+        ArtifactKind.EXPLICIT: to_explicit(lock, platform).encode(),
+    }
