@@ -49,7 +49,7 @@ COMMANDS = {
     ),
     "serve": LazyCommand(
         f"{_CLI}.serve:serve_command",
-        "Run condastore in one process: SQLite, a local blob store, builds in the background.",
+        "Serve the API, the web UI and the registry: SQLite and a local store unless configured.",
     ),
     "push": LazyCommand(
         f"{_CLI}.push:push_command",
