@@ -374,12 +374,12 @@ def test_error_codes_where_the_spec_says(client):
 
 
 def test_an_unexpected_failure_is_answered_as_unknown_500(registry, ctx, monkeypatch):
-    from condastore_core.service import registry as reg
+    from condastore_core.service import discovery
 
     def broken(*args, **kwargs):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(reg, "list_tags", broken)  # the failure, not the registry, is faked
+    monkeypatch.setattr(discovery, "list_tags", broken)  # the failure, not the registry, is faked
     c = Client(registry)
     c.request("POST", "/v2/team/app/blobs/uploads/?digest=" + sha256(b"z"), b"z")
     r = c.request("GET", "/v2/team/app/tags/list")
