@@ -32,6 +32,7 @@ from condastore_core.settings import load_settings
 from condastore_core.spec import EnvironmentSpec
 from condastore_web.app import create_app
 from tests.registry.test_distribution import MANIFEST, push_blob, push_image
+from tests.support.gate import gate_settings
 from tests.support.live_server import live_server
 from tests.support.packages import PackageDef
 
@@ -129,6 +130,7 @@ def tenants(tmp_path, make_test_channel, database_url):
             "tarball": False,
             "channels": channel,
             "anonymous_bindings": "conda/*=viewer",
+            **gate_settings(),
         },
         environ={},
     )

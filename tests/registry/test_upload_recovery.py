@@ -23,13 +23,14 @@ import sys
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
 from condastore_web.app import create_app
-from condastore_web.server import make_embedded_server
+from werkzeug.serving import make_server
 
 data_dir, database_url, port = sys.argv[1:4]
 settings = load_settings(
     {"data_dir": data_dir, "database_url": database_url, "tarball": False}, environ={}
 )
-server = make_embedded_server(create_app(Context.from_settings(settings)), "127.0.0.1", int(port))
+app = create_app(Context.from_settings(settings))
+server = make_server("127.0.0.1", int(port), app, threaded=True)
 server.serve_forever()
 """
 

@@ -18,7 +18,7 @@ from condastore_core import layout, leftovers
 from condastore_core.db.models import Build, BuildStatus, ImageLayer, utcnow
 from condastore_core.digests import Digest
 from condastore_core.locks import file_lock
-from condastore_core.service import builds, environments, gc, images, policies
+from condastore_core.service import builds, environments, gc, images, policies, uploads
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
@@ -267,7 +267,7 @@ def _leave(path, data: bytes = b"x" * 1000, age: float = 3600):
     return path
 
 
-def test_leftovers_of_stopped_builds_are_reported_and_removed_never_a_live_builds(ctx):
+def test_leftovers_of_stopped_builds_are_reported_and_removed_never_a_live_builds(ctx, tmp_path):
     data = ctx.settings.data_dir
     dead_staging = _leave(data / "envs" / ".staging-deadkey-1a2b3c4d" / "lib" / "libz.so").parents[
         1
@@ -277,7 +277,7 @@ def test_leftovers_of_stopped_builds_are_reported_and_removed_never_a_live_build
     half_record = _leave(data / "builds" / ".record-k2j3h4")
     # A build running elsewhere with a current lease: its staging prefix stays.
     leased = _leave(data / "envs" / ".staging-leasedkey-5e6f7a8b" / "bin" / "tool").parents[1]
-    build = environments.submit(ctx, "default", spec("file:///nowhere", "1.0"))
+    build = environments.submit(ctx, "default", spec((tmp_path / "nowhere").as_uri(), "1.0"))
     ctx.jobs.wait_idle(timeout=60)
     with ctx.sessions.begin() as session:
         row = session.get(Build, build.id)
@@ -400,7 +400,7 @@ def test_blob_uploads_abandoned_by_a_stopped_process_are_discarded(ctx):
 
     abandoned = staged(b"half of a tarball whose build was killed", age=2 * 3600)
     writing = staged(b"a tarball being written right now", age=0)
-    pushed = reg.start_upload(ctx, "team/app")  # a registry upload owns its bytes
+    pushed = uploads.start_upload(ctx, "team/app")  # a registry upload owns its bytes
     os.utime(ctx.store.staging_path(pushed), (time.time() - 2 * 3600,) * 2)
 
     assert gc.collect(ctx, dry_run=True).uploads_discarded == [abandoned]

@@ -39,6 +39,10 @@ build = BuildGroup(
         "rebuild": LazyCommand(
             f"{_CLI}.remote:build_rebuild", "Queue a new build of the same spec."
         ),
+        "pack": LazyCommand(
+            f"{_CLI}.remote:build_pack",
+            "Make a completed build's conda-pack tarball again (after its packing failed).",
+        ),
     },
     help="Build SPEC on this machine (`condastore build SPEC`), or manage a server's builds.",
 )
