@@ -26,6 +26,7 @@ from pathlib import Path
 import rattler
 
 from benchmarks.common import (
+    TEN_TOOLS,
     alternating,
     median,
     print_json_line,
@@ -37,18 +38,7 @@ from benchmarks.common import (
 from condastore_core.solve import virtual_packages_for
 from condastore_web.cli import main as cli_main
 
-PACKAGES = [
-    "zstd",
-    "openssl",
-    "xz",
-    "libcurl",
-    "krb5",
-    "readline",
-    "tk",
-    "libsqlite",
-    "libsolv",
-    "yaml-cpp",
-]
+PACKAGES = TEN_TOOLS
 
 
 def write_spec(path: Path, channel: Path) -> Path:

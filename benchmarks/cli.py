@@ -40,7 +40,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import median, print_json_line, print_table, sample_channel_dir
+from benchmarks.common import (
+    TEN_TOOLS,
+    median,
+    print_json_line,
+    print_table,
+    sample_channel_dir,
+)
 
 BUILDS = {
     "build_1": ["tzdata"],
@@ -88,18 +94,7 @@ BUILDS = {
         "zstd",
     ],
 }
-LOCK_NAMES = [
-    "zstd",
-    "openssl",
-    "xz",
-    "libcurl",
-    "krb5",
-    "readline",
-    "tk",
-    "libsqlite",
-    "libsolv",
-    "yaml-cpp",
-]
+LOCK_NAMES = TEN_TOOLS
 
 # The bare scripts: py-rattler and the standard library only, the virtual packages
 # condastore assumes for linux-64, nothing of condastore.

@@ -8,6 +8,19 @@ import statistics
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Ten native tools of the conda-forge sample channel (24 packages once solved).
+TEN_TOOLS = [
+    "zstd",
+    "openssl",
+    "xz",
+    "libcurl",
+    "krb5",
+    "readline",
+    "tk",
+    "libsqlite",
+    "libsolv",
+    "yaml-cpp",
+]
 
 
 def sample_channel_dir() -> Path:
