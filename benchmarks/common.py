@@ -70,8 +70,8 @@ def alternating(pair: list[str], rounds: int) -> list[list[str]]:
     return [pair if i % 2 == 0 else pair[::-1] for i in range(rounds)]
 
 
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants (gunicorn: master + workers)."""
+def tree_pids(pid: int) -> list[int]:
+    """A process and all its descendants, read from /proc."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -81,14 +81,38 @@ def tree_rss_mib(pid: int) -> float:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total_kib, todo = 0, [pid]
+    pids, todo = [], [pid]
     while todo:
         current = todo.pop()
+        pids.append(current)
         todo.extend(children.get(current, []))
+    return pids
+
+
+def _tree_sum_kib(pid: int, path: str, field: str) -> int:
+    total = 0
+    for current in tree_pids(pid):
         try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kib += int(line.split()[1])
+            for line in Path(f"/proc/{current}/{path}").read_text().splitlines():
+                if line.startswith(field):
+                    total += int(line.split()[1])
         except OSError:
             continue
-    return total_kib / 1024
+    return total
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants (gunicorn: master + workers).
+
+    Pages that forked workers share with their master count once per process here.
+    """
+    return _tree_sum_kib(pid, "status", "VmRSS:") / 1024
+
+
+def tree_pss_mib(pid: int) -> float:
+    """Proportional memory of a process tree: each shared page split among its sharers.
+
+    The memory the tree really takes from the machine; what ``tree_rss_mib``
+    over-counts for a server of forked workers.
+    """
+    return _tree_sum_kib(pid, "smaps_rollup", "Pss:") / 1024

@@ -46,6 +46,7 @@ from benchmarks.common import (
     print_table,
     ratio_figures,
     spread,
+    tree_pss_mib,
     tree_rss_mib,
 )
 
@@ -450,6 +451,7 @@ def main() -> None:
     auth: dict[str, list[float]] = {"basic": [], "bearer": []}
     ceilings: dict[str, list[float]] = {"cat": [], "sendfile": []}
     rss: dict[str, float] = {}
+    pss: dict[str, float] = {}
     try:
         servers["condastore"] = start_condastore(workdir)
         servers["distribution"] = start_distribution(workdir)
@@ -474,6 +476,7 @@ def main() -> None:
                 auth[kind].append(authenticated_head_rps(port, header))
         for name, (proc, _) in servers.items():
             rss[name] = tree_rss_mib(proc.pid)
+            pss[name] = tree_pss_mib(proc.pid)
     except BaseException:
         log = workdir / "condastore.log"
         if log.exists():
@@ -523,9 +526,15 @@ def main() -> None:
     )
     figures["condastore_rss_mib"] = round(rss["condastore"], 1)
     figures["distribution_rss_mib"] = round(rss["distribution"], 1)
+    figures["condastore_pss_mib"] = round(pss["condastore"], 1)
+    figures["distribution_pss_mib"] = round(pss["distribution"], 1)
     figures.update(ratio_figures("rss", [rss["distribution"] / rss["condastore"]]))
+    figures.update(ratio_figures("pss", [pss["distribution"] / pss["condastore"]]))
     rows.append(
         ["RSS after the load (MiB)", f"{rss['condastore']:.0f}", f"{rss['distribution']:.0f}", "-"]
+    )
+    rows.append(
+        ["PSS after the load (MiB)", f"{pss['condastore']:.0f}", f"{pss['distribution']:.0f}", "-"]
     )
     print_table(
         f"registry, {args.blob_mib} MiB blob, {args.rounds} alternating rounds"

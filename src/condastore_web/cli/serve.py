@@ -19,6 +19,7 @@ from condastore_web.server import (
     Server,
     ServerOptions,
     default_workers,
+    limit_malloc_arenas,
     prepare,
 )
 
@@ -71,6 +72,7 @@ def serve_command(
         config_file, data_dir=data_dir, watch_dirs=[str(d) for d in watch_dirs] or None
     )
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    limit_malloc_arenas()
     prepare(settings)
     options = ServerOptions(
         host=host,
