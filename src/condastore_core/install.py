@@ -37,7 +37,7 @@ def to_repodata_record(pkg: LockedPackage) -> rattler.RepoDataRecord:
         noarch=pkg.noarch,  # type: ignore[arg-type]
         depends=list(pkg.depends),
         constrains=list(pkg.constrains),
-        sha256=bytes.fromhex(pkg.sha256),
+        sha256=bytes.fromhex(pkg.sha256) if pkg.sha256 else None,
         md5=bytes.fromhex(pkg.md5) if pkg.md5 else None,
         size=pkg.size,
     )
@@ -45,22 +45,24 @@ def to_repodata_record(pkg: LockedPackage) -> rattler.RepoDataRecord:
 
 
 def verify_local_archives(packages: list[LockedPackage]) -> None:
-    """Refuse any `file://` archive whose sha256 differs from the lock's."""
+    """Refuse any `file://` archive whose sha256 (md5 for md5-only records) differs from the
+    lock's."""
     for pkg in packages:
         parsed = urlparse(pkg.url)
         if parsed.scheme != "file":
             continue
         path = Path(unquote(parsed.path))
-        digest = hashlib.sha256()
+        kind, expected = ("sha256", pkg.sha256) if pkg.sha256 else ("md5", pkg.md5)
+        digest = hashlib.new(kind)
         try:
             with path.open("rb") as f:
                 while chunk := f.read(1 << 20):
                     digest.update(chunk)
         except OSError as exc:
             raise InstallError(f"cannot read {pkg.file_name}: {exc.strerror}") from None
-        if digest.hexdigest() != pkg.sha256:
+        if digest.hexdigest() != expected:
             raise InstallError(
-                f"sha256 mismatch for {pkg.url}: the lock says {pkg.sha256}, "
+                f"{kind} mismatch for {pkg.url}: the lock says {expected}, "
                 f"the archive is {digest.hexdigest()}"
             )
 

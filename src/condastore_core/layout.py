@@ -15,7 +15,14 @@ Data directory (embedded defaults; every part can be moved by settings)::
         builds/<build_key>.json          build records of the embedded (no database) pipeline
         tmp/                             scratch space for builds (staging prefixes, tarballs)
         locks/                           inter-process lock files
+        repodata-cache/                  rattler's repodata cache, shared by the machine's processes
+        channels.json                    when each channel was last revalidated (no Redis)
         keys/token-signing-key.pem       the Ed25519 key that signs API tokens (created once)
+
+Redis keys (when the installation has Redis)::
+
+    condastore:channels:validated        hash: channel URL -> when a process last revalidated it
+    condastore:channels:refresh          hash: channel URL -> when a refresh was last asked for
 
 Object store (S3) keys under the configured prefix::
 
@@ -30,6 +37,8 @@ from __future__ import annotations
 from pathlib import Path
 
 BLOBS_DIR = "blobs"
+CHANNEL_VALIDATED_KEY = "condastore:channels:validated"
+CHANNEL_REFRESH_KEY = "condastore:channels:refresh"
 STAGING_DIR = "_staging"
 
 
@@ -103,3 +112,11 @@ def _join(prefix: str, rest: str) -> str:
 
 def signing_key_path(data_dir: Path) -> Path:
     return data_dir / "keys" / "token-signing-key.pem"
+
+
+def repodata_cache_dir(data_dir: Path) -> Path:
+    return data_dir / "repodata-cache"
+
+
+def channel_freshness_path(data_dir: Path) -> Path:
+    return data_dir / "channels.json"

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from condastore_core.bounded import MAX_LOCK_BYTES, check_size, check_yaml
 from condastore_core.errors import LockError
@@ -39,12 +39,25 @@ class LockedPackage(BaseModel):
     subdir: str
     url: str
     channel: str = ""
-    sha256: str
+    #: Old channels (before ~2019) and many private ones give only md5: conda-lock accepts
+    #: those records, and so does the lock; the install then verifies the md5.
+    sha256: str | None = None
     md5: str | None = None
     size: int | None = None
     depends: tuple[str, ...] = ()
     constrains: tuple[str, ...] = ()
     noarch: str | None = None
+
+    @model_validator(mode="after")
+    def _has_a_digest(self) -> LockedPackage:
+        if not self.sha256 and not self.md5:
+            raise ValueError(f"package {self.name} {self.version} has neither sha256 nor md5")
+        return self
+
+    @property
+    def content_id(self) -> str:
+        """What names the archive's bytes: its sha256, else ``md5:<hex>``."""
+        return self.sha256 or f"md5:{self.md5}"
 
     @property
     def file_name(self) -> str:
@@ -148,7 +161,7 @@ def to_conda_lock_yaml(lock: Lock, *, spec_hash: str | None = None) -> str:
     md5) goes to conda-lock itself.
     """
     if not all(_plain_channel(c) for c in lock.channels) or any(
-        r.md5 is None for records in lock.packages.values() for r in records
+        r.md5 is None or r.sha256 is None for records in lock.packages.values() for r in records
     ):
         return _conda_lock_writer(lock, spec_hash)
     packages = sorted(
@@ -284,8 +297,8 @@ def parse_conda_lock_yaml(text: str | bytes) -> Lock:
                 f"conda-lock.yml lists {dep.manager} package {dep.name!r}; "
                 "only conda packages can be built from a lock"
             )
-        if not dep.hash.sha256:
-            raise LockError(f"package {dep.name!r} in conda-lock.yml has no sha256")
+        if not dep.hash.sha256 and not dep.hash.md5:
+            raise LockError(f"package {dep.name!r} in conda-lock.yml has neither sha256 nor md5")
         build = dep.build or _build_from_filename(dep.url, dep.name, dep.version)
         packages.setdefault(dep.platform, []).append(
             LockedPackage(
@@ -296,8 +309,8 @@ def parse_conda_lock_yaml(text: str | bytes) -> Lock:
                 subdir=_subdir_from_url(dep.url),
                 url=dep.url,
                 channel=_channel_from_url(dep.url),
-                sha256=dep.hash.sha256,
-                md5=dep.hash.md5,
+                sha256=dep.hash.sha256 or None,
+                md5=dep.hash.md5 or None,
                 depends=tuple(f"{n} {s}".strip() for n, s in dep.dependencies.items()),
             )
         )
@@ -317,7 +330,10 @@ def to_explicit(lock: Lock, platform: str) -> str:
         f"# lock_hash: {lock.lock_hash}",
         "@EXPLICIT",
     ]
-    lines.extend(f"{r.url}#sha256:{r.sha256}" for r in lock.records(platform))
+    lines.extend(
+        f"{r.url}#sha256:{r.sha256}" if r.sha256 else f"{r.url}#{r.md5}"
+        for r in lock.records(platform)
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -44,6 +44,19 @@ class Settings:
     #: Channels used when a spec lists none, and by ``--channel``-less package search.
     channels: tuple[str, ...] = ("conda-forge",)
     channel_alias: str = DEFAULT_CHANNEL_ALIAS
+    #: Channel names served from elsewhere than the alias, as conda's ``custom_channels``:
+    #: ``{"internal": "https://conda.example.com"}`` makes ``internal`` that host's ``/internal``.
+    custom_channels: Mapping[str, str] = field(default_factory=dict)
+    #: Where a channel is actually fetched from: ``{"https://conda.anaconda.org/conda-forge":
+    #: "https://mirror.example.com/conda-forge"}``; specs and locks keep the canonical URL.
+    channel_mirrors: Mapping[str, str] = field(default_factory=dict)
+    #: Credentials per channel host: ``{"mirror.example.com": "user:password"}`` (HTTP Basic)
+    #: or ``"Bearer <token>"``; sent only to that host, never shown.
+    channel_credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: How long repodata is kept before the server is asked again (conda's
+    #: ``local_repodata_ttl``): 1 honours the server's caching headers, 0 revalidates before
+    #: every solve, any other number is seconds.
+    local_repodata_ttl: int = 1
     #: "enforce": every URL fetched passes the channel gate (servers, workers). "open": only
     #: namespace policies apply (``condastore lock``/``build`` on the user's own machine).
     channel_gate: str = "enforce"
@@ -199,7 +212,13 @@ def _coerce(key: str, value: Any) -> Any:
         ):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(c.strip() for c in items if c.strip())
-        if key in ("virtual_packages", "image_namespace_bases"):
+        if key in (
+            "virtual_packages",
+            "image_namespace_bases",
+            "custom_channels",
+            "channel_mirrors",
+            "channel_credentials",
+        ):
             if isinstance(value, str):
                 pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
                 return {k.strip(): v.strip() for k, v in pairs}
@@ -226,6 +245,7 @@ def _coerce(key: str, value: Any) -> Any:
             return float(value)
         if key in (
             "build_max_attempts",
+            "local_repodata_ttl",
             "min_free_bytes",
             "image_layer_jobs",
             "login_failures_per_user",

@@ -19,14 +19,16 @@ from typing import Any
 import rattler
 from rattler import ChannelPriority, Gateway, GenericVirtualPackage
 
+from condastore_core import explain, layout
 from condastore_core.channels import (
     DEFAULT_CHANNEL_ALIAS,
     OPEN_GATE,
     ChannelGate,
     gate_for,
 )
-from condastore_core.channels.gate import ChannelRefused
-from condastore_core.channels.proxy import proxy_for, refused_hop
+from condastore_core.channels.freshness import Freshness, record_for
+from condastore_core.channels.gate import ChannelRefused, normalize_url
+from condastore_core.channels.proxy import client_for, refused_hop
 from condastore_core.errors import SolveError, SpecError
 from condastore_core.lock import Lock, LockedPackage
 from condastore_core.settings import Settings
@@ -96,12 +98,15 @@ class Solver:
         virtual_package_overrides: Mapping[str, str | None] | None = None,
         timeout: dt.timedelta | None = None,
         gate: ChannelGate = OPEN_GATE,
+        freshness: Freshness | None = None,
     ) -> None:
         #: rattler's HTTP client: through the gate's proxy when the gate is enforced, so the
-        #: hops rattler makes on its own (redirects, packages' URLs) are checked too.
-        self._proxy = proxy_for(gate)
-        self.client = self._proxy.client() if self._proxy is not None else None
+        #: hops rattler makes on its own (redirects, packages' URLs) are checked too; with the
+        #: installation's mirrors and credentials.
+        self.client = client_for(gate)
         self._gateway = Gateway(cache_dir=cache_dir, client=self.client)
+        #: When to read a channel again (None: once per solver, as rattler does on its own).
+        self.freshness = freshness
         self.channel_alias = channel_alias
         self.default_channels = list(default_channels)
         self.virtual_package_overrides = dict(virtual_package_overrides or {})
@@ -139,7 +144,25 @@ class Solver:
         (gate or self.gate).check_lock(lock)
         return lock
 
+    def _revalidate(self, channels: Sequence[str], subdirs: Sequence[str]) -> None:
+        """Drop what the freshness rules say is stale, so rattler reads it again."""
+        if self.freshness is None:
+            return
+        for channel, decision in self.freshness.before_solve(channels, subdirs).items():
+            if decision.drop:
+                self._gateway.clear_repodata_cache(channel, clear_disk=decision.drop_disk)
+
+    def refresh(self, channels: Sequence[str]) -> list[str]:
+        """Fetch ``channels`` (names or URLs) afresh at the next solve of every process."""
+        urls = [self.gate.channel_url(c) for c in channels]
+        for url in urls:
+            self._gateway.clear_repodata_cache(url, clear_disk=True)
+        if self.freshness is not None:
+            self.freshness.refresh(urls)
+        return urls
+
     async def _solve_all(self, channels: list[str], specs: list[str], targets: list[str]) -> Lock:
+        self._revalidate(channels, [*targets, "noarch"])
         results = await asyncio.gather(*(self._solve_one(channels, specs, t) for t in targets))
         return Lock.create(channels, dict(zip(targets, results, strict=True)))
 
@@ -151,7 +174,7 @@ class Solver:
         async def solve() -> list[rattler.RepoDataRecord]:
             return await rattler.solve(
                 sources=channels,
-                specs=with_bare_names(specs),
+                specs=await self._pinned(channels, subdirs, specs),
                 gateway=self._gateway,
                 platforms=subdirs,
                 virtual_packages=virtual_packages_for(platform, self.virtual_package_overrides),
@@ -171,38 +194,97 @@ class Solver:
                     self._gateway.clear_repodata_cache(channel, subdirs, clear_disk=True)
                 records = await solve()
         except Exception as exc:
-            raise self._explain(exc, platform, channels) from None
+            found: tuple[dict[str, list[str]], frozenset[str]] = ({}, frozenset())
+            if type(exc).__name__ == "SolverError":
+                found = await self._versions(channels, subdirs, str(exc))
+            raise self._explain(exc, platform, channels, *found, requested=specs) from None
         return [locked_package_from_record(r) for r in records]
 
+    async def _versions(
+        self, channels: list[str], subdirs: list[Any], text: str
+    ) -> tuple[dict[str, list[str]], frozenset[str]]:
+        """The versions the channels hold of each name rattler found no candidates for, and
+        which of those specs a record does match (ruled out by another requirement)."""
+        specs = explain.missing_specs(text)
+        names = sorted({n for n in map(explain.spec_name, specs) if not n.startswith("__")})
+        if not names:
+            return {}, frozenset()
+        try:
+            found = await self._gateway.query(channels, subdirs, names, recursive=False)
+        except Exception:  # the explanation goes on without versions
+            return {}, frozenset()
+        records = sorted((r for rs in found for r in rs), key=lambda r: r.version, reverse=True)
+        versions: dict[str, list[str]] = {}
+        for record in records:
+            listed = versions.setdefault(record.name.normalized, [])
+            if str(record.version) not in listed:
+                listed.append(str(record.version))
+        satisfiable = set()
+        for spec in specs:
+            try:
+                match = rattler.MatchSpec(spec)
+            except Exception:
+                continue
+            if any(match.matches(r) for r in records):
+                satisfiable.add(spec)
+        return versions, frozenset(satisfiable)
+
+    async def _pinned(self, channels: list[str], subdirs: list[Any], specs: list[str]) -> list[str]:
+        """``specs``, each name pinned to the first channel that has it (strict priority).
+
+        rattler fetches only the records matching a requested spec, so with
+        ``tool >=2`` a higher-priority channel holding only ``tool 1.0`` would look
+        as if it had no ``tool`` and a lower one would win. Asking for the bare
+        name too (as before) lengthened every explanation with branches of its own;
+        naming the channel keeps the user's constraint as the only one.
+        """
+        names = {
+            text: spec.name.normalized
+            for text in specs
+            if (spec := rattler.MatchSpec(text)).name is not None and spec.channel is None
+        }
+        if len(channels) < 2 or not names:
+            return specs
+        found = await self._gateway.query(
+            channels, subdirs, sorted(set(names.values())), recursive=False
+        )
+        by_url = {normalize_url(c): c for c in channels}
+        holders: dict[str, set[str]] = {}
+        for records in found:
+            for record in records:
+                channel = by_url.get(normalize_url(str(record.channel or "")))
+                if channel is not None:
+                    holders.setdefault(record.name.normalized, set()).add(channel)
+        pinned = []
+        for text in specs:
+            held = holders.get(names.get(text, ""), set())
+            first = next((c for c in channels if c in held), None)
+            pinned.append(f"{first}::{text}" if len(held) > 1 else text)
+        return pinned
+
     def _explain(
-        self, exc: Exception, platform: str, channels: list[str]
+        self,
+        exc: Exception,
+        platform: str,
+        channels: list[str],
+        versions: Mapping[str, Sequence[str]] | None = None,
+        satisfiable: frozenset[str] = frozenset(),
+        *,
+        requested: Sequence[str] = (),
     ) -> SolveError | ChannelRefused:
         """A hop the gate's proxy refused is told as the gate's refusal; the rest as before."""
         refused = refused_hop(str(exc), f"the channels {', '.join(channels)}")
-        return refused or _explain(exc, platform, channels)
-
-
-def with_bare_names(specs: list[str]) -> list[str]:
-    """``specs`` plus the bare name of each, so strict priority sees every channel's records.
-
-    rattler fetches only the records matching a requested spec, so with
-    ``tool >=2`` a higher-priority channel holding only ``tool 1.0`` looks as
-    if it had no ``tool`` at all and a lower one would win. Asking for ``tool``
-    too adds no constraint but makes the name's first channel the only one.
-    """
-    names = []
-    for text in specs:
-        spec = rattler.MatchSpec(text)
-        if spec.name is not None and spec.channel is None:
-            name = spec.name.normalized
-            if name not in names and name != text:
-                names.append(name)
-    return [*specs, *(n for n in names if n not in specs)]
+        return refused or _explain(
+            exc, platform, channels, versions or {}, satisfiable=satisfiable, requested=requested
+        )
 
 
 def locked_package_from_record(record: rattler.RepoDataRecord) -> LockedPackage:
-    if record.sha256 is None:
-        raise SolveError(f"package {record.file_name} has no sha256 in its channel's repodata")
+    if record.sha256 is None and record.md5 is None:
+        raise SolveError(
+            f"package {record.file_name} of {record.channel} has neither sha256 nor md5 "
+            "in its channel's repodata"
+        )
     return LockedPackage(
         name=record.name.normalized,
         version=str(record.version),
@@ -211,7 +293,7 @@ def locked_package_from_record(record: rattler.RepoDataRecord) -> LockedPackage:
         subdir=str(record.subdir),
         url=record.url,
         channel=str(record.channel or ""),
-        sha256=_hex(record.sha256),
+        sha256=_hex(record.sha256) if record.sha256 is not None else None,
         md5=_hex(record.md5) if record.md5 is not None else None,
         size=record.size,
         depends=tuple(record.depends),
@@ -235,18 +317,26 @@ def _hex(value: bytes | str) -> str:
     return value.hex() if isinstance(value, bytes) else str(value)
 
 
-def _explain(exc: Exception, platform: str, channels: list[str]) -> SolveError:
-    """Turn rattler's errors into a plain-words SolveError."""
+def _explain(
+    exc: Exception,
+    platform: str,
+    channels: list[str],
+    versions: Mapping[str, Sequence[str]],
+    *,
+    satisfiable: frozenset[str] = frozenset(),
+    requested: Sequence[str] = (),
+) -> SolveError:
+    """Turn rattler's errors into a SolveError whose first line names the cause."""
     text = str(exc).strip()
     kind = type(exc).__name__
     if kind == "SolverError":
+        text = text.removeprefix("Cannot solve the request because of: ")
         summary = f"the environment cannot be solved for {platform}"
-        missing = _missing_packages(text)
-        if missing:
-            summary += (
-                f": no package named {', '.join(repr(m) for m in missing)} "
-                f"in channels {', '.join(channels)}"
-            )
+        cause = explain.cause(
+            text, channels, versions, satisfiable=satisfiable, requested=requested
+        )
+        if cause:
+            summary += f": {cause}"
         return SolveError(f"{summary}.\n{text}", detail={"platform": platform, "solver": text})
     return SolveError(
         f"cannot read the channels {', '.join(channels)} for {platform}: {text}",
@@ -254,33 +344,19 @@ def _explain(exc: Exception, platform: str, channels: list[str]) -> SolveError:
     )
 
 
-def _missing_packages(text: str) -> list[str]:
-    """Names of packages the solver found no candidates for at all."""
-    names = []
-    for line in text.splitlines():
-        if "No candidates were found for " in line:
-            spec = line.split("No candidates were found for ", 1)[1]
-        elif ", for which no candidates were found" in line:
-            spec = line.split(", for which no candidates were found", 1)[0]
-            spec = spec.lstrip(" │├└─")
-        else:
-            continue
-        name = spec.strip().rstrip(".").split(" ")[0]
-        if name not in names:
-            names.append(name)
-    return names
-
-
 def solver_for(settings: Settings) -> Solver:
     """The solver a process configured by ``settings`` uses (repodata cached in the data dir)."""
     timeout = settings.solve_timeout_seconds
     return Solver(
-        cache_dir=settings.data_dir / "repodata-cache",
+        cache_dir=layout.repodata_cache_dir(settings.data_dir),
         channel_alias=settings.channel_alias,
         default_channels=settings.channels,
         virtual_package_overrides=settings.virtual_package_overrides(),
         timeout=dt.timedelta(seconds=timeout) if timeout else None,
         gate=gate_for(settings),
+        freshness=Freshness(
+            record_for(settings.data_dir, settings.redis_url), ttl=settings.local_repodata_ttl
+        ),
     )
 
 
@@ -310,6 +386,7 @@ def search_packages(
     subdirs: list[Any] = sorted({*platforms, "noarch"})
 
     async def run() -> list[PackageSummary]:
+        solver._revalidate(urls, subdirs)
         names = await solver._gateway.names(urls, subdirs)
         found = sorted(
             {n.normalized for n in names if query in n.normalized},

@@ -81,6 +81,21 @@ CondaDependency = Annotated[str, AfterValidator(normalize_match_spec)]
 PipRequirement = Annotated[str, AfterValidator(normalize_pip_requirement)]
 
 
+def normalize_channel(channel: str) -> str:
+    """``channel`` as the spec hash sees it: trailing slashes off, a URL's scheme and host
+    lowercased, so one channel written two ways is one spec. Normal input is unchanged
+    (the spec hash is a contract)."""
+    text = channel.strip()
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        host, slash, path = rest.partition("/")
+        text = f"{scheme.lower()}://{host.lower()}{slash}{path}"
+    stripped = text.rstrip("/")
+    if stripped.endswith(":") or stripped in ("", ".", "..", "~") or stripped.endswith("/."):
+        return text  # a root (file:///, /) or a relative directory keeps its slash
+    return stripped
+
+
 class EnvironmentSpec(BaseModel):
     """A validated environment spec. Construct with :func:`parse_spec` or :meth:`from_dict`."""
 
@@ -110,7 +125,7 @@ class EnvironmentSpec(BaseModel):
     def _check_channels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         seen = []
         for ch in v:
-            ch = ch.strip()
+            ch = normalize_channel(ch)
             if not ch:
                 raise ValueError("empty channel name")
             if ch in seen:

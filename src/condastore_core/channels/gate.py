@@ -46,6 +46,7 @@ from condastore_core.channels.names import DEFAULT_CHANNEL_ALIAS, channel_url
 from condastore_core.errors import CondastoreError
 
 if TYPE_CHECKING:
+    from condastore_core.channels.mirrors import ChannelAccess
     from condastore_core.lock import Lock
     from condastore_core.settings import Settings
 
@@ -111,6 +112,14 @@ class ChannelGate:
     #: A namespace policy's allowed channels (normalised URLs), or None for no policy.
     narrowed_to: tuple[str, ...] | None = None
     channel_alias: str = DEFAULT_CHANNEL_ALIAS
+    #: conda's ``custom_channels``: (name, server URL).
+    custom_channels: tuple[tuple[str, str], ...] = ()
+    #: Where each channel is really fetched from, and with which credentials.
+    access: ChannelAccess = dataclasses.field(default_factory=lambda: _no_access())
+
+    def channel_url(self, channel: str) -> str:
+        """The canonical URL of ``channel`` (a name, path or URL) in this installation."""
+        return channel_url(channel, self.channel_alias, dict(self.custom_channels))
 
     # -- building -------------------------------------------------------------------
 
@@ -118,7 +127,7 @@ class ChannelGate:
         """This gate, also limited to a policy's ``allowed_channels`` (None: unchanged)."""
         if allowed_channels is None:
             return self
-        urls = tuple(normalize_url(channel_url(c, self.channel_alias)) for c in allowed_channels)
+        urls = tuple(normalize_url(self.channel_url(c)) for c in allowed_channels)
         if self.narrowed_to is not None:
             urls = tuple(u for u in urls if _under(u, self.narrowed_to))
         return dataclasses.replace(self, narrowed_to=urls)
@@ -131,8 +140,11 @@ class ChannelGate:
     # -- checking -------------------------------------------------------------------
 
     def check_channel(self, channel: str) -> str:
-        """The URL of ``channel`` (a name, path or URL), if it may be fetched."""
-        url = channel_url(channel, self.channel_alias)
+        """The canonical URL of ``channel`` (a name, path or URL), if it may be fetched.
+
+        A mirrored channel passes when its mirror may be fetched: that is what is contacted.
+        """
+        url = self.channel_url(channel)
         self.check_url(url, shown=repr(channel))
         return url
 
@@ -157,12 +169,15 @@ class ChannelGate:
         """
         shown = shown or repr(url)
         normal = normalize_url(url)
+        # A namespace policy names canonical channels; the rules below see what is contacted.
         if self.narrowed_to is not None and not _under(normal, self.narrowed_to):
             raise ChannelRefused(
                 POLICY_RULE,
                 f"{shown} is not in the channels this namespace allows: "
                 + (", ".join(self.narrowed_to) or "none"),
             )
+        url = self.access.fetched_url(url)
+        normal = normalize_url(url)
         if not self.enforce or _under(normal, self.configured):
             return
         parts = urlsplit(url)
@@ -267,12 +282,22 @@ def _address(text: str) -> IPAddress | None:
     return address
 
 
+def _no_access() -> ChannelAccess:
+    from condastore_core.channels.mirrors import ChannelAccess
+
+    return ChannelAccess()
+
+
 OPEN_GATE = ChannelGate(enforce=False)
 
 
 def gate_for(settings: Settings) -> ChannelGate:
     """The gate a process configured by ``settings`` fetches through."""
+    from condastore_core.channels.mirrors import ChannelAccess
+
     alias = settings.channel_alias
+    custom = dict(settings.custom_channels)
+    access = ChannelAccess.create(settings.channel_mirrors, settings.channel_credentials)
     networks: list[IPNetwork] = []
     hosts: list[str] = []
     for entry in settings.allowed_networks:
@@ -289,10 +314,18 @@ def gate_for(settings: Settings) -> ChannelGate:
     return ChannelGate(
         enforce=settings.channel_gate == "enforce",
         configured=tuple(
-            normalize_url(u) for u in (alias, *(channel_url(c, alias) for c in settings.channels))
+            normalize_url(u)
+            for u in (
+                alias,
+                *(channel_url(c, alias, custom) for c in settings.channels),
+                *custom.values(),
+                *settings.channel_mirrors.values(),
+            )
         ),
         allowed_dirs=tuple(dirs),
         allowed_networks=tuple(networks),
         allowed_hosts=tuple(hosts),
         channel_alias=alias,
+        custom_channels=tuple(sorted(custom.items())),
+        access=access,
     )

@@ -165,18 +165,50 @@ class GateProxy:
 
     def client(self) -> rattler.Client:
         """A rattler client that makes every connection through this proxy."""
-        from rattler.networking import Client
-
         with _env_lock:
             saved = {k: os.environ.pop(k) for k in _all_variables() if k in os.environ}
             try:
                 for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
                     os.environ[name] = self.url
-                return Client.default_client()
+                return rattler_client(self._server.gate)
             finally:
                 for name in _all_variables():
                     os.environ.pop(name, None)
                 os.environ.update(saved)
+
+
+def rattler_client(gate: ChannelGate) -> rattler.Client:
+    """rattler's standard client, with the gate's mirror swap and credentials in it."""
+    from rattler.networking import Client
+    from rattler.networking.middleware import (
+        AuthenticationMiddleware,
+        GCSMiddleware,
+        OciMiddleware,
+        RetryMiddleware,
+        S3Middleware,
+    )
+
+    return Client(
+        [
+            RetryMiddleware(3),
+            *gate.access.middlewares(),
+            AuthenticationMiddleware(),
+            OciMiddleware(),
+            GCSMiddleware(),
+            S3Middleware(),
+        ]
+    )
+
+
+def client_for(gate: ChannelGate) -> rattler.Client | None:
+    """The client rattler fetches with under ``gate``: through its proxy when enforced; None
+    (rattler's default) when open and nothing is mirrored or needs credentials."""
+    proxy = proxy_for(gate)
+    if proxy is not None:
+        return proxy.client()
+    if gate.access.mirrors or gate.access.credentials:
+        return rattler_client(gate)
+    return None
 
 
 def _all_variables() -> list[str]:

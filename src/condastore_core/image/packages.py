@@ -36,7 +36,7 @@ def layer_cache_key(
         "layer",
         {
             "scheme": LAYER_SCHEME,
-            "sha256": pkg.sha256,
+            "sha256": pkg.content_id,
             "prefix": prefix,
             "platform": platform,
             "compression": compression,

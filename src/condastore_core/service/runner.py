@@ -234,7 +234,7 @@ def _record_lock(ctx: Context, build_id: int, lock: Lock) -> None:
                         version=pkg.version,
                         build=pkg.build,
                         channel=pkg.channel,
-                        sha256=pkg.sha256,
+                        sha256=pkg.content_id,
                     )
                 )
 
