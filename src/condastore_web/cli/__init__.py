@@ -83,6 +83,10 @@ COMMANDS = {
     "token": LazyCommand(
         f"{_CLI}.accounts:token_group", "API tokens for scripts, CI jobs and notebooks."
     ),
+    "channels": LazyCommand(
+        f"{_CLI}.channels:channels_group",
+        "Channels of the installation (run where the server's data or Redis is reachable).",
+    ),
     "keys": LazyCommand(
         f"{_CLI}.keys:keys_group",
         "Token signing keys (run where the server's database is reachable).",
