@@ -151,3 +151,22 @@ def _first_requirement(lines: list[str], branch: str) -> str | None:
 def _depth(line: str) -> int:
     stripped = line.lstrip(" │├└─")
     return len(line) - len(stripped) if line.strip() else 0
+
+
+#: Record fields rattler reads as lists, which old repodata sometimes writes as null.
+_LIST_FIELDS = ("depends", "constrains", "track_features")
+
+
+def null_fields(repodata: Mapping[str, object]) -> list[tuple[str, str]]:
+    """``(file name, field)`` of each record whose list field is null, first ones first."""
+    found = []
+    for key in ("packages", "packages.conda"):
+        records = repodata.get(key)
+        if not isinstance(records, Mapping):
+            continue
+        for filename, record in records.items():
+            if isinstance(record, Mapping):
+                found.extend(
+                    (str(filename), f) for f in _LIST_FIELDS if f in record and record[f] is None
+                )
+    return found

@@ -15,6 +15,9 @@ import platform as _platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import requests
 
 import rattler
 from rattler import ChannelPriority, Gateway, GenericVirtualPackage
@@ -197,8 +200,48 @@ class Solver:
             found: tuple[dict[str, list[str]], frozenset[str]] = ({}, frozenset())
             if type(exc).__name__ == "SolverError":
                 found = await self._versions(channels, subdirs, str(exc))
+            elif "invalid type: null" in str(exc):
+                raise self._malformed(exc, channels, subdirs) from None
             raise self._explain(exc, platform, channels, *found, requested=specs) from None
         return [locked_package_from_record(r) for r in records]
+
+    def _malformed(self, exc: Exception, channels: list[str], subdirs: list[str]) -> SolveError:
+        """rattler's "invalid type: null" names no record: find it (the failure path only)."""
+        import json
+
+        from condastore_core.channels.fetch import GatedSession
+
+        for channel in channels:
+            for subdir in subdirs:
+                url = f"{channel}/{subdir}/repodata.json"
+                try:
+                    if url.startswith("file:"):
+                        text = Path(unquote(urlsplit(url).path)).read_bytes()
+                    else:
+                        fetched = self.gate.access.fetched_url(url)
+                        with GatedSession(self.gate) as session:
+                            response = session.get(
+                                fetched, timeout=60, headers=self._headers(fetched)
+                            )
+                            response.raise_for_status()
+                            text = response.content
+                    repodata = json.loads(text)
+                except (OSError, ValueError, ChannelRefused, requests.RequestException):
+                    continue
+                bad = explain.null_fields(repodata) if isinstance(repodata, dict) else []
+                if bad:
+                    filename, field = bad[0]
+                    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+                    return SolveError(
+                        f"channel {channel}, subdir {subdir}: record {filename} has "
+                        f'"{field}": null, which cannot be read{more}; the channel\'s repodata '
+                        f"needs a list there.\n{exc}",
+                        detail={"channel": channel, "subdir": subdir, "record": filename},
+                    )
+        return SolveError(f"cannot read the channels {', '.join(channels)}: {exc}")
+
+    def _headers(self, url: str) -> dict[str, str]:
+        return self.gate.access.headers(urlsplit(url).hostname or "", urlsplit(url).path) or {}
 
     async def _versions(
         self, channels: list[str], subdirs: list[Any], text: str
