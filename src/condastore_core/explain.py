@@ -159,7 +159,7 @@ _LIST_FIELDS = ("depends", "constrains", "track_features")
 
 def null_fields(repodata: Mapping[str, object]) -> list[tuple[str, str]]:
     """``(file name, field)`` of each record whose list field is null, first ones first."""
-    found = []
+    found: list[tuple[str, str]] = []
     for key in ("packages", "packages.conda"):
         records = repodata.get(key)
         if not isinstance(records, Mapping):

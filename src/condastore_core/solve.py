@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import requests
-
 import rattler
+import requests
 from rattler import ChannelPriority, Gateway, GenericVirtualPackage
 
 from condastore_core import explain, layout
