@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from condastore_core import layout
 from condastore_core.artifacts import ArtifactInfo, ArtifactKind
 from condastore_core.digests import Digest
 from condastore_core.errors import BlobNotFound, CondastoreError
-from condastore_core.install import install_lock
+from condastore_core.install import install_gated
+from condastore_core.isolation import DEFAULT_LIMITS, Limits, run_isolated
 from condastore_core.leftovers import scratch_directory
 from condastore_core.lock import Lock
 from condastore_core.locks import file_lock
@@ -94,17 +96,27 @@ class LocalBuilder:
         *,
         tarball: bool = True,
         install_platform: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.store = store
         self.solver = solver
         self.tarball = tarball
         self.install_platform = install_platform or native_platform()
+        #: Solve, install and pack run in child processes under these limits.
+        self.limits = limits
 
     # -- public API --------------------------------------------------------------
 
-    def lock(self, spec: EnvironmentSpec, platforms: list[str] | None = None) -> Lock:
-        return self.solver.solve(spec, platforms)
+    def lock(
+        self,
+        spec: EnvironmentSpec,
+        platforms: list[str] | None = None,
+        reporter: Reporter | None = None,
+    ) -> Lock:
+        return run_isolated(
+            "solve", self.limits, self.solver.solve, spec, platforms, reporter=reporter
+        )
 
     def build(
         self,
@@ -127,7 +139,7 @@ class LocalBuilder:
                 f"{', '.join(platforms or spec.platforms or [self.install_platform])}"
             )
             t = time.perf_counter()
-            lock = self.lock(spec, platforms)
+            lock = self.lock(spec, platforms, log)
             timings["solve"] = time.perf_counter() - t
         spec = spec or spec_for_lock(lock)
         key = lock.build_key
@@ -198,14 +210,18 @@ class LocalBuilder:
                 log.log(f"removing incomplete prefix {prefix}")
                 shutil.rmtree(prefix)
             t = time.perf_counter()
-            install_lock(
-                lock,
-                platform,
-                prefix,
-                layout.package_cache_dir(self.data_dir),
-                log,
-                client=self.solver.client,
-            )
+            with _discarding_staging(prefix):
+                run_isolated(
+                    "install",
+                    self.limits,
+                    install_gated,
+                    self.solver.gate,
+                    lock,
+                    platform,
+                    prefix,
+                    layout.package_cache_dir(self.data_dir),
+                    reporter=log,
+                )
             timings["install"] = time.perf_counter() - t
 
         log.step("writing artifacts")
@@ -250,7 +266,9 @@ class LocalBuilder:
 
     def _put_tarball(self, prefix: Path) -> ArtifactInfo:
         with scratch_directory(layout.scratch_dir(self.data_dir), "pack-") as tmp:
-            path = pack_prefix(prefix, tmp / "environment.tar.gz")
+            path = run_isolated(
+                "pack", self.limits, pack_prefix, prefix, tmp / "environment.tar.gz"
+            )
             with open(path, "rb") as f:
                 info = put(self.store, f)
         return ArtifactInfo(ArtifactKind.TARBALL, info.digest, info.size)
@@ -279,6 +297,22 @@ class LocalBuilder:
 
     def _key_lock(self, key: str) -> contextlib.AbstractContextManager[None]:
         return file_lock(layout.lock_file_path(self.data_dir, f"build-{key}"))
+
+
+@contextlib.contextmanager
+def _discarding_staging(prefix: Path) -> Iterator[None]:
+    """Remove the staging directories of ``prefix`` that a killed install left behind.
+
+    The install runs in a child process; one killed (a crash, a limit, a cancel)
+    cannot clean up after itself. The caller holds the build key's lock, so no
+    other install of this prefix is running.
+    """
+    try:
+        yield
+    except BaseException:
+        for path in prefix.parent.glob(f".staging-{prefix.name}-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def _from_record(record: dict) -> BuildResult:

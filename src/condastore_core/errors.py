@@ -103,6 +103,24 @@ class BuildCanceled(CondastoreError):
     code = "BUILD_CANCELED"
 
 
+class BuildCrashed(CondastoreError):
+    """Package work died in its child process (a native crash, an abort); names what it did."""
+
+    code = "BUILD_CRASHED"
+
+
+class BuildOutOfMemory(BuildCrashed):
+    """Package work passed its memory limit (``build_memory_limit_mb``)."""
+
+    code = "BUILD_OUT_OF_MEMORY"
+
+
+class PhaseTimeout(CondastoreError):
+    """A phase of package work (solve, install, pack, layers) passed its time limit."""
+
+    code = "PHASE_TIMEOUT"
+
+
 class InsufficientStorage(CondastoreError):
     """The data directory is nearly full: new builds are refused until space is freed."""
 

@@ -21,7 +21,8 @@ from urllib.parse import unquote, urlparse
 
 import rattler
 
-from condastore_core.channels.proxy import refused_hop
+from condastore_core.channels.gate import ChannelGate
+from condastore_core.channels.proxy import client_for, refused_hop
 from condastore_core.errors import InstallError
 from condastore_core.lock import Lock, LockedPackage
 from condastore_core.progress import NullReporter, Reporter
@@ -70,8 +71,9 @@ def verify_local_archives(packages: list[LockedPackage]) -> None:
 class _RattlerProgress(rattler.InstallerReporter):
     """Forwards rattler's callbacks as ``downloading n/m`` and ``installing n/m`` steps."""
 
-    def __init__(self, reporter: Reporter, total: int) -> None:
+    def __init__(self, reporter: Reporter, total: int, stems: dict[str, str]) -> None:
         self._reporter = reporter
+        self._stems = stems
         self._total = total
         self._cached = 0
         self._linked = 0
@@ -89,7 +91,7 @@ class _RattlerProgress(rattler.InstallerReporter):
         self._reporter.step("downloading", self._cached, self._total)
 
     def on_link_start(self, operation: int, package_name: str) -> int:
-        self._reporter.log(f"linking {package_name}")
+        self._reporter.log(f"linking {self._stems.get(package_name, package_name)}")
         return self._idx()
 
     def on_link_complete(self, index: int) -> None:
@@ -138,7 +140,11 @@ def install_lock(
                 execute_link_scripts=False,
                 show_progress=False,
                 # rattler declares every hook with an empty body; we override the ones we use.
-                reporter=_RattlerProgress(reporter, len(records)),  # type: ignore[abstract]
+                reporter=_RattlerProgress(  # type: ignore[abstract]
+                    reporter,
+                    len(records),
+                    {p.name: f"{p.name}-{p.version}-{p.build}" for p in packages},
+                ),
                 alternative_target_prefix=patched_prefix or prefix,
                 client=client,
             )
@@ -152,3 +158,29 @@ def install_lock(
             raise refused from None
         raise InstallError(f"installing {platform} packages failed: {exc}") from None
     return prefix
+
+
+def install_gated(
+    gate: ChannelGate,
+    lock: Lock,
+    platform: str,
+    prefix: Path,
+    cache_dir: Path,
+    reporter: Reporter | None = None,
+    **options: object,
+) -> Path:
+    """:func:`install_lock` downloading with ``gate``'s client (its proxy, mirrors and
+    credentials), made in this process.
+
+    What a child process runs: the gate pickles, rattler's client does not.
+    """
+    client = client_for(gate)
+    return install_lock(
+        lock,
+        platform,
+        prefix,
+        cache_dir,
+        reporter,
+        client=client,
+        **options,  # type: ignore[arg-type]
+    )

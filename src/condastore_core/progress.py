@@ -18,12 +18,18 @@ class Reporter(Protocol):
     def step(self, name: str, current: int = 0, total: int = 0) -> None:
         """The build's current step (``solving``, ``installing`` n/m, ``packing``...)."""
 
+    def check_canceled(self) -> None:
+        """Raise ``BuildCanceled`` if the work was canceled; cheap, called often while it runs."""
+
 
 class NullReporter:
     def log(self, message: str) -> None:
         pass
 
     def step(self, name: str, current: int = 0, total: int = 0) -> None:
+        pass
+
+    def check_canceled(self) -> None:
         pass
 
 
@@ -44,6 +50,10 @@ class CollectingReporter:
     def step(self, name: str, current: int = 0, total: int = 0) -> None:
         if self._echo:
             self._echo.step(name, current, total)
+
+    def check_canceled(self) -> None:
+        if self._echo:
+            self._echo.check_canceled()
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -66,3 +76,6 @@ class StreamReporter:
         self._last_step = key
         suffix = f" {current}/{total}" if total else ""
         print(f"==> {name}{suffix}", file=self._stream, flush=True)
+
+    def check_canceled(self) -> None:
+        pass

@@ -69,6 +69,14 @@ class Settings:
     #: Virtual package overrides, e.g. ``{"__cuda": "12.2", "__glibc": "2.31"}``; "" removes one.
     virtual_packages: Mapping[str, str] = field(default_factory=dict)
     solve_timeout_seconds: float | None = None
+    #: Package work (solve, install, pack, image layers) runs in child processes; each may
+    #: use this much address space (MB, ``RLIMIT_AS``; 0: unlimited) and each phase this
+    #: long (wall-clock seconds) before it is killed and its build fails.
+    build_memory_limit_mb: int = 4096
+    solve_limit_seconds: float = 300
+    install_limit_seconds: float = 1800
+    pack_limit_seconds: float = 1800
+    layer_limit_seconds: float = 1800
     #: Also write a conda-pack tarball for every build (the slowest artifact).
     tarball: bool = True
     s3_endpoint_url: str | None = None
@@ -241,6 +249,10 @@ def _coerce(key: str, value: Any) -> Any:
             "login_failure_window_seconds",
             "image_wait_seconds",
             "image_solve_ttl_seconds",
+            "solve_limit_seconds",
+            "install_limit_seconds",
+            "pack_limit_seconds",
+            "layer_limit_seconds",
         ):
             return float(value)
         if key in (
@@ -250,6 +262,7 @@ def _coerce(key: str, value: Any) -> Any:
             "image_layer_jobs",
             "login_failures_per_user",
             "login_failures_per_address",
+            "build_memory_limit_mb",
         ):
             return int(value)
         if key == "image_compression":

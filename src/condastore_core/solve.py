@@ -102,6 +102,16 @@ class Solver:
         gate: ChannelGate = OPEN_GATE,
         freshness: Freshness | None = None,
     ) -> None:
+        #: What builds this solver again in another process (see ``__reduce__``).
+        self._recipe: dict[str, Any] = {
+            "cache_dir": cache_dir,
+            "channel_alias": channel_alias,
+            "default_channels": tuple(default_channels),
+            "virtual_package_overrides": dict(virtual_package_overrides or {}),
+            "timeout": timeout,
+            "gate": gate,
+            "freshness": freshness,
+        }
         #: rattler's HTTP client: through the gate's proxy when the gate is enforced, so the
         #: hops rattler makes on its own (redirects, packages' URLs) are checked too; with the
         #: installation's mirrors and credentials.
@@ -115,6 +125,11 @@ class Solver:
         self.timeout = timeout
         #: Every channel and package URL this solver hands to rattler passed it.
         self.gate = gate
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its settings: a child process builds its own gateway, proxy and client
+        (native handles that do not cross processes)."""
+        return (_rebuild_solver, (self._recipe,))
 
     def channels_for(self, spec: EnvironmentSpec, gate: ChannelGate | None = None) -> list[str]:
         """The channel URLs of ``spec``; each must pass ``gate`` (default: this solver's)."""
@@ -319,6 +334,10 @@ class Solver:
         return refused or _explain(
             exc, platform, channels, versions or {}, satisfiable=satisfiable, requested=requested
         )
+
+
+def _rebuild_solver(recipe: dict[str, Any]) -> Solver:
+    return Solver(**recipe)
 
 
 def locked_package_from_record(record: rattler.RepoDataRecord) -> LockedPackage:

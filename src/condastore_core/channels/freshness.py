@@ -102,8 +102,15 @@ class FileRecord:
 class RedisRecord:
     """The record in one Redis hash per field, for every machine of a cluster."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, url: str | None = None) -> None:
         self.redis = redis
+        #: The server's URL, so a child process connects anew (a connection does not pickle).
+        self.url = url
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.url is None:
+            raise TypeError("a RedisRecord made without its URL cannot cross to another process")
+        return (_redis_record, (self.url,))
 
     def read(self, channels: Iterable[str]) -> dict[str, ChannelState]:
         names = list(channels)
@@ -123,6 +130,12 @@ class RedisRecord:
         mapping = {c: repr(at) for c in channels}
         if mapping:
             self.redis.hset(layout.CHANNEL_REFRESH_KEY, mapping=mapping)
+
+
+def _redis_record(url: str) -> RedisRecord:
+    from redis import Redis
+
+    return RedisRecord(Redis.from_url(url), url=url)
 
 
 def _state(entry: Any) -> ChannelState:
@@ -159,6 +172,16 @@ class Freshness:
     _read_at: dict[str, float] = field(default_factory=dict)
     _mtimes: dict[str, tuple[float, ...]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for a solve in a child process) with this process's view, without its lock."""
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def before_solve(self, channels: Iterable[str], subdirs: Iterable[str]) -> dict[str, Decision]:
         """What to drop, per channel URL, so no solve uses repodata older than the TTL."""
@@ -219,5 +242,5 @@ def record_for(data_dir: Path, redis_url: str | None) -> FreshnessRecord:
     if redis_url:
         from redis import Redis
 
-        return RedisRecord(Redis.from_url(redis_url))
+        return RedisRecord(Redis.from_url(redis_url), url=redis_url)
     return FileRecord(layout.channel_freshness_path(data_dir))

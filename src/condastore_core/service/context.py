@@ -13,10 +13,15 @@ from condastore_core.auth.credentials import FailureThrottle, VerifiedCredential
 from condastore_core.auth.keys import DatabaseKeyRing, FileKeyRing, KeyRing
 from condastore_core.auth.tokens import TokenSigner
 from condastore_core.builds import LocalBuilder
+from condastore_core.channels import ChannelGate
 from condastore_core.db.base import make_engine, make_sessionmaker
 from condastore_core.db.migrate import upgrade
+from condastore_core.isolation import Limits, run_isolated
+from condastore_core.lock import Lock
+from condastore_core.progress import Reporter
 from condastore_core.settings import Settings
 from condastore_core.solve import Solver, solver_for
+from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import BlobStore, open_store
 
 if TYPE_CHECKING:
@@ -89,6 +94,26 @@ class Context:
         with self.engine.connect() as conn:
             return list(conn.execute(statement, params))
 
+    @property
+    def limits(self) -> Limits:
+        """What package work in a child process may use (memory, seconds per phase)."""
+        return Limits.from_settings(self.settings)
+
+    def solve(
+        self,
+        spec: EnvironmentSpec,
+        platforms: list[str] | None = None,
+        *,
+        gate: ChannelGate | None = None,
+        reporter: Reporter | None = None,
+    ) -> Lock:
+        """Solve ``spec`` in a child process (never in this one), under ``gate``."""
+        return run_isolated(
+            "solve", self.limits, self.solver.solve, spec, platforms, gate=gate, reporter=reporter
+        )
+
     def builder(self) -> LocalBuilder:
         """The pipeline of the service's builds; the tarball is a job of its own (``pack``)."""
-        return LocalBuilder(self.settings.data_dir, self.store, self.solver, tarball=False)
+        return LocalBuilder(
+            self.settings.data_dir, self.store, self.solver, tarball=False, limits=self.limits
+        )

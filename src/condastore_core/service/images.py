@@ -37,6 +37,7 @@ from condastore_core.errors import NotFound, SolveError, SpecError
 from condastore_core.image import manifest as oci
 from condastore_core.image.base import resolve_base
 from condastore_core.image.builder import ImageBuilder, LayerPlan
+from condastore_core.isolation import run_isolated
 from condastore_core.jobs.base import JobQueue
 from condastore_core.lock import Lock, LockedPackage, parse_conda_lock_yaml
 from condastore_core.locks import file_lock
@@ -46,6 +47,7 @@ from condastore_core.service.environments import find_environment
 from condastore_core.service.layer_cache import DbLayerCache
 from condastore_core.service.reserved import is_dynamic
 from condastore_core.service.tenancy import is_managed_environment
+from condastore_core.settings import Settings
 from condastore_core.solve import native_platform
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import put, read_all
@@ -151,7 +153,7 @@ def _solve_latest(ctx: Context, repository: str) -> Lock:
     spec = spec_from_name(repository, tuple(ctx.settings.channels))
     platform = native_platform() if native_platform() in oci.OCI_PLATFORMS else "linux-64"
     try:
-        lock = ctx.solver.solve(spec, [platform])
+        lock = ctx.solve(spec, [platform])
     except SolveError as exc:
         raise reg.RegistryError(
             "MANIFEST_UNKNOWN", exc.message.splitlines()[0], detail=exc.detail
@@ -210,9 +212,39 @@ def build_layers(
     prefix: str | None = None,
     compression: str | None = None,
 ) -> int:
-    """The work of one layer job: build those packages' layers if still missing."""
-    builder = image_builder(ctx, prefix=prefix, compression=compression)
-    return len(builder.build_layers(lock, platform, names))
+    """The work of one layer job: build those packages' layers if still missing.
+
+    Runs in a child process (installing packages is package work), which
+    connects to the installation's database and store from its settings.
+    """
+    return run_isolated(
+        "layers",
+        ctx.limits,
+        _build_layers_here,
+        ctx.settings,
+        lock,
+        platform,
+        list(names),
+        prefix=prefix,
+        compression=compression,
+    )
+
+
+def _build_layers_here(
+    settings: Settings,
+    lock: Lock,
+    platform: str,
+    names: list[str],
+    *,
+    prefix: str | None,
+    compression: str | None,
+) -> int:
+    ctx = Context.from_settings(settings, migrate=False)
+    try:
+        builder = image_builder(ctx, prefix=prefix, compression=compression)
+        return len(builder.build_layers(lock, platform, names))
+    finally:
+        ctx.engine.dispose()
 
 
 def publish_image(
@@ -278,10 +310,20 @@ def _layers_ready(ctx: Context, builder: ImageBuilder, lock: Lock, platform: str
     if not plan.missing:
         return plan
     jobs = ctx.jobs
-    if jobs is None:  # no job engine (a command-line build): build here
-        return plan.with_layers(
-            builder.build_layers(lock, platform, [p.name for p in plan.missing])
+    if jobs is None:  # no job engine (a command-line build): build them now
+        build_layers(
+            ctx,
+            lock,
+            platform,
+            [p.name for p in plan.missing],
+            prefix=builder.prefix,
+            compression=builder.compression,
         )
+        plan = builder.plan(lock, platform)
+        if plan.missing:
+            names = ", ".join(p.name for p in plan.missing)
+            raise reg.RegistryError("UNKNOWN", f"building image layers failed for {names}")
+        return plan
     wanted = len(plan.missing)
     deadline = time.monotonic() + ctx.settings.image_wait_seconds
     while True:

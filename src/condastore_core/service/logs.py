@@ -13,7 +13,7 @@ from condastore_core.service.builds import find_build
 from condastore_core.service.context import Context
 
 #: How often a running build looks for a cancellation request.
-CANCEL_POLL_SECONDS = 1.0
+CANCEL_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)

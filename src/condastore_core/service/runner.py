@@ -118,7 +118,7 @@ def _run_claimed(ctx: Context, build_id: int) -> None:
         else:
             log.step("solving")
             log.log(f"solving {spec.name} (spec {spec.spec_hash[:12]})")
-            lock = ctx.solver.solve(spec, platforms, gate=gate)
+            lock = ctx.solve(spec, platforms, gate=gate, reporter=log)
         _record_lock(ctx, build_id, lock)
         log.log(f"lock {lock.lock_hash[:12]}, build key {lock.build_key}")
         log.check_canceled(force=True)

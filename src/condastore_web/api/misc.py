@@ -33,7 +33,7 @@ class SolvePreview:
         body = read_body(req, SolveRequest)
         spec = parse_spec(body.specification)
         gate = namespace_gate(self.ctx, body.namespace, spec.name)
-        lock = self.ctx.solver.solve(spec, body.platforms, gate=gate)
+        lock = self.ctx.solve(spec, body.platforms, gate=gate)
         resp.media = {
             "spec_hash": spec.spec_hash,
             "lock_hash": lock.lock_hash,
