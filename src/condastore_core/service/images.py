@@ -33,7 +33,7 @@ from condastore_core import layout
 from condastore_core.artifacts import ARTIFACT_TYPES, FILE_NAMES, ArtifactKind
 from condastore_core.db.models import Build, BuildStatus, RegistryTag
 from condastore_core.digests import Digest
-from condastore_core.errors import NotFound, SolveError, SpecError
+from condastore_core.errors import BuildCrashed, NotFound, PhaseTimeout, SolveError, SpecError
 from condastore_core.image import manifest as oci
 from condastore_core.image.base import resolve_base
 from condastore_core.image.builder import ImageBuilder, LayerPlan
@@ -41,6 +41,7 @@ from condastore_core.isolation import run_isolated
 from condastore_core.jobs.base import JobQueue
 from condastore_core.lock import Lock, LockedPackage, parse_conda_lock_yaml
 from condastore_core.locks import file_lock
+from condastore_core.progress import Reporter
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.environments import find_environment
@@ -154,7 +155,7 @@ def _solve_latest(ctx: Context, repository: str) -> Lock:
     platform = native_platform() if native_platform() in oci.OCI_PLATFORMS else "linux-64"
     try:
         lock = ctx.solve(spec, [platform])
-    except SolveError as exc:
+    except (SolveError, BuildCrashed, PhaseTimeout) as exc:
         raise reg.RegistryError(
             "MANIFEST_UNKNOWN", exc.message.splitlines()[0], detail=exc.detail
         ) from None
@@ -238,11 +239,12 @@ def _build_layers_here(
     *,
     prefix: str | None,
     compression: str | None,
+    reporter: Reporter | None = None,
 ) -> int:
     ctx = Context.from_settings(settings, migrate=False)
     try:
         builder = image_builder(ctx, prefix=prefix, compression=compression)
-        return len(builder.build_layers(lock, platform, names))
+        return len(builder.build_layers(lock, platform, names, reporter))
     finally:
         ctx.engine.dispose()
 

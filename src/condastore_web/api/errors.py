@@ -15,12 +15,14 @@ from condastore_core.bounded import DocumentRefused, DocumentTooLarge
 from condastore_core.channels import ChannelRefused
 from condastore_core.diskspace import is_out_of_space, out_of_space_error
 from condastore_core.errors import (
+    BuildCrashed,
     CondastoreError,
     Conflict,
     InsufficientStorage,
     InvalidRequest,
     LockError,
     NotFound,
+    PhaseTimeout,
     SolveError,
     SpecError,
     TooManyRequests,
@@ -44,6 +46,8 @@ STATUS_BY_ERROR: list[tuple[type[CondastoreError], int]] = [
     (LockError, 400),
     (InvalidRequest, 400),
     (SolveError, 422),
+    (BuildCrashed, 422),  # what was sent made the work crash or exhaust its memory
+    (PhaseTimeout, 504),
     (InsufficientStorage, 507),
 ]
 
