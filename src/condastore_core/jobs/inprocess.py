@@ -98,7 +98,8 @@ class InProcessQueue:
         return not futures.wait(running, timeout=timeout).not_done
 
     def stop_build(self, build_id: int, worker: str | None) -> None:
-        """Threads cannot be killed: the build sees its cancel flag at its next step."""
+        """Nothing to do: the thread running the build polls its cancel flag while a child
+        process does the package work, and kills that child as soon as it is set."""
 
     def queue_depths(self) -> dict[str, int]:
         with self._lock:

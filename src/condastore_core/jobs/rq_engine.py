@@ -1,9 +1,12 @@
 """The distributed job engine: RQ queues on Redis, served by ``condastore worker`` processes.
 
 Queues are named by kind of work (``condastore-build``...), so a worker can
-serve some kinds only. RQ forks a work process per job: a crash or a leak in
-one build cannot take the worker down. A running build is stopped by killing
-its work process (RQ's stop command); its lease then settles it as CANCELED.
+serve some kinds only. RQ forks a work process per job, and that process runs
+the package work in children of its own (:mod:`condastore_core.isolation`), so
+a crash fails the build with its reason instead of losing the work process. A
+running build is stopped by its work process, which sees the cancel and kills
+its child, or by killing the work process (RQ's stop command; the child dies
+with it); its lease then settles it as CANCELED.
 """
 
 from __future__ import annotations

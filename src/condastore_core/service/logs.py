@@ -27,7 +27,9 @@ class BuildLog:
     """A :class:`~condastore_core.progress.Reporter` writing into a build's log and step.
 
     Phase steps (those without a count, announced by the pipeline between phases)
-    are where a build notices a cancellation and stops with :class:`BuildCanceled`.
+    are where a build notices a cancellation and stops with :class:`BuildCanceled`;
+    while a child process does package work, its waiter asks all the time
+    (:meth:`check_canceled`) and kills the child at once.
     """
 
     def __init__(self, ctx: Context, build_id: int, start: int = 0) -> None:
