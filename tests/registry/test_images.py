@@ -228,7 +228,7 @@ def test_a_tarball_finished_after_the_first_pull_is_attached_to_the_image(
     channel = make_test_channel([PackageDef("hello", "1.0")])
     settings = load_settings(
         {"data_dir": tmp_path / "data", "database_url": database_url, "channels": channel},
-        environ={},
+        environ=gate_env(),
     )
     ctx = Context.from_settings(settings)
     ctx.jobs = queue = HeldPacks(ctx)

@@ -27,19 +27,22 @@ import re
 import threading
 import time
 
+import requests
 from sqlalchemy import bindparam, select
 
 from condastore_core import layout
 from condastore_core.artifacts import ARTIFACT_TYPES, FILE_NAMES, ArtifactKind
+from condastore_core.channels import ChannelRefused
 from condastore_core.db.models import Build, BuildStatus, RegistryTag
 from condastore_core.digests import Digest
-from condastore_core.errors import NotFound, SolveError, SpecError
+from condastore_core.errors import CondastoreError, ConfigError, NotFound, SolveError, SpecError
 from condastore_core.image import manifest as oci
-from condastore_core.image.base import resolve_base
+from condastore_core.image.base import BaseImage, resolve_base
 from condastore_core.image.builder import ImageBuilder, LayerPlan
 from condastore_core.jobs.base import JobQueue
 from condastore_core.lock import Lock, LockedPackage, parse_conda_lock_yaml
 from condastore_core.locks import file_lock
+from condastore_core.oci_client import RegistryClientError
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.environments import find_environment
@@ -92,6 +95,7 @@ def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
             return
         key = build.build_key
         artifacts = {a.kind: (a.digest, a.size) for a in build.artifacts}
+        spec = EnvironmentSpec.from_dict(build.specification.spec)
         labels = {
             "org.condastore.spec-hash": build.specification.spec_hash,
             "org.condastore.lock-hash": build.lock_hash or "",
@@ -104,7 +108,8 @@ def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
             digest, _ = artifacts[ArtifactKind.LOCKFILE.value]
             lock = parse_conda_lock_yaml(read_all(ctx.store, Digest.parse(digest)))
             base = ctx.settings.image_namespace_bases.get(namespace, ctx.settings.image_base)
-            image = publish_image(ctx, repository, lock, [key], labels, base=base)
+            info = image_info(repository, spec.description or "", lock, spec)
+            image = publish_image(ctx, repository, lock, [key], labels, base=base, info=info)
             publish_artifacts(ctx, repository, key, artifacts, image)
         else:  # artifacts that completed after the image was made (the tarball job)
             missing = _unpublished(ctx, repository, key, artifacts)
@@ -177,11 +182,33 @@ def _prepare_dynamic(ctx: Context, repository: str, reference: str) -> None:
             image = reg.find_manifest(ctx, repository, key)
         except reg.RegistryError:
             labels = {"org.condastore.lock-hash": lock.lock_hash, "org.condastore.build-key": key}
-            image = publish_image(ctx, repository, lock, [key], labels)
+            spec = spec_from_name(repository, tuple(ctx.settings.channels))
+            description = "conda packages " + " ".join(str(d) for d in spec.dependencies)
+            info = image_info(repository, description, lock, spec)
+            image = publish_image(ctx, repository, lock, [key], labels, info=info)
         _retag(ctx, repository, "latest", image)
 
 
 # -- publishing ---------------------------------------------------------------------
+
+
+def image_info(
+    repository: str, description: str, lock: Lock, spec: EnvironmentSpec
+) -> oci.ImageInfo:
+    """The OCI annotations of an environment's image: its name, the versions of the packages
+    its spec asks for, the channels it comes from, and its build key as the revision."""
+    records = {p.name: p for p in lock.records(lock.platforms[0])} if lock.platforms else {}
+    asked = sorted(
+        {re.split(r"[^A-Za-z0-9_.-]", str(d).strip(), maxsplit=1)[0] for d in spec.dependencies}
+    )
+    version = " ".join(f"{n}={records[n].version}" for n in asked if n in records)
+    return oci.ImageInfo(
+        title=repository,
+        description=description,
+        source=" ".join(lock.channels),
+        version=version,
+        revision=lock.build_key,
+    )
 
 
 def image_builder(
@@ -223,6 +250,7 @@ def publish_image(
     labels: dict[str, str],
     *,
     base: str | None = None,
+    info: oci.ImageInfo | None = None,
 ) -> reg.StoredManifest:
     """Build the lock's image (an index of images when it has several linux platforms)."""
     platforms = [p for p in lock.platforms if p in oci.OCI_PLATFORMS]
@@ -239,7 +267,8 @@ def publish_image(
             lock,
             plan,
             labels=labels,
-            base=resolve_base(base_spec, platform, ctx.store, ctx.solver.gate),
+            base=_base(ctx, base_spec, platform, builder),
+            info=info,
         )
         config = ctx.store.stat(image.config_digest)
         reg.link_blob(ctx, repository, config.digest, config.size)
@@ -260,13 +289,33 @@ def publish_image(
                 oci.MANIFEST, stored.digest, stored.size, platform=oci.OCI_PLATFORMS[platform]
             )
         )
-    index = oci.image_index(descriptors)
+    created = oci.created_at(lock.source_date_epoch)
+    index = oci.image_index(descriptors, (info or oci.ImageInfo()).annotations(created))
     stored_index = None
     for tag in tags:
         stored_index = reg.put_manifest(ctx, repository, tag, index, oci.INDEX)
     if stored_index is None:
         raise ValueError("an image is stored under at least one tag")
     return stored_index
+
+
+def _base(ctx: Context, spec: str, platform: str, builder: ImageBuilder) -> BaseImage:
+    """The base image named in settings; one the server cannot fetch is its own problem
+    (503: the client may retry once an administrator fixed it), said without credentials."""
+    try:
+        return resolve_base(
+            spec,
+            platform,
+            ctx.store,
+            ctx.solver.gate,
+            credentials=ctx.settings.image_registry_credentials,
+            cache=builder.cache,
+        )
+    except (RegistryClientError, ChannelRefused, ConfigError, requests.RequestException) as exc:
+        reason = exc.message if isinstance(exc, CondastoreError) else type(exc).__name__
+        raise reg.RegistryError(
+            "UNAVAILABLE", f"the base image {spec} of this server's images is unavailable: {reason}"
+        ) from None
 
 
 # -- layers by jobs -----------------------------------------------------------------
