@@ -29,11 +29,12 @@ import time
 
 import requests
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from condastore_core import layout
 from condastore_core.artifacts import ARTIFACT_TYPES, FILE_NAMES, ArtifactKind
 from condastore_core.channels import ChannelRefused
-from condastore_core.db.models import Build, BuildStatus, RegistryTag
+from condastore_core.db.models import Artifact, Build, BuildStatus, RegistryTag
 from condastore_core.digests import Digest
 from condastore_core.errors import CondastoreError, ConfigError, NotFound, SolveError, SpecError
 from condastore_core.image import manifest as oci
@@ -94,7 +95,7 @@ def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
         if build is None or build.build_key is None:
             return
         key = build.build_key
-        artifacts = {a.kind: (a.digest, a.size) for a in build.artifacts}
+        artifacts = _build_artifacts(session, build)
         spec = EnvironmentSpec.from_dict(build.specification.spec)
         labels = {
             "org.condastore.spec-hash": build.specification.spec_hash,
@@ -439,6 +440,66 @@ def publish_artifacts(
         }
         body = json.dumps(manifest, sort_keys=True).encode()
         reg.put_manifest(ctx, repository, f"{key}.{suffix}", body, oci.MANIFEST)
+
+
+def attach_artifacts(ctx: Context, build_id: int) -> None:
+    """Publish the artifacts a build gained after its image was made (the tarball job, a
+    ``build pack``) on the images of every build of its lock, as referrers and tags.
+
+    A pull makes an image with the artifacts its build has at that moment; this runs
+    when one more completes, so ``oras``, the tags list and the referrers API see it
+    without waiting for another pull. A build not pulled yet has no image: its first pull
+    publishes everything.
+    """
+    with ctx.sessions() as session:
+        build = session.get(Build, build_id)
+        if build is None or build.lock_hash is None:
+            return
+        twins = session.scalars(
+            select(Build).where(
+                Build.lock_hash == build.lock_hash,
+                Build.status == BuildStatus.COMPLETED,
+                Build.deleted_at.is_(None),
+                Build.build_key.is_not(None),
+            )
+        ).all()
+        targets = {
+            f"{b.environment.namespace.name}/{b.environment.name}": (
+                str(b.build_key),
+                _build_artifacts(session, b),
+            )
+            for b in twins
+        }
+    for repository, (key, artifacts) in sorted(targets.items()):
+        with _image_lock(ctx, repository, key):
+            try:
+                image = reg.find_manifest(ctx, repository, key)
+            except reg.RegistryError:
+                continue  # not pulled yet: its first pull publishes every artifact
+            missing = _unpublished(ctx, repository, key, artifacts)
+            if missing:
+                publish_artifacts(ctx, repository, key, missing, image)
+
+
+def _build_artifacts(session: Session, build: Build) -> dict[str, tuple[str, int]]:
+    """A build's artifacts, and those it lacks that another completed build of the same
+    lock has (a reused build whose twin's tarball job ended later): same lock, same forms."""
+    found = {a.kind: (a.digest, a.size) for a in build.artifacts}
+    others = session.scalars(
+        select(Artifact)
+        .join(Build)
+        .where(
+            Build.lock_hash == build.lock_hash,
+            Build.status == BuildStatus.COMPLETED,
+            Build.deleted_at.is_(None),
+            Build.id != build.id,
+            Artifact.kind != ArtifactKind.LOG.value,
+        )
+        .order_by(Build.id)
+    )
+    for artifact in others:
+        found.setdefault(artifact.kind, (artifact.digest, artifact.size))
+    return found
 
 
 _TAGS_NAMED = select(RegistryTag.name).where(
