@@ -67,6 +67,8 @@ def start_server(workdir: Path, channel: Path, layer_jobs: int = 4) -> tuple[sub
         "CONDASTORE_IMAGE_LAYER_JOBS": str(layer_jobs),
         "CONDASTORE_TARBALL": "false",
         "CONDASTORE_LOG_LEVEL": "WARNING",
+        # The peer's single-layer image has no base either: the same bytes on both sides.
+        "CONDASTORE_IMAGE_BASE": "scratch",
     }
     proc = subprocess.Popen(
         [condastore_command(), "serve", "--port", str(port), "--data-dir", str(workdir)],

@@ -47,6 +47,8 @@ class LockedPackage(BaseModel):
     depends: tuple[str, ...] = ()
     constrains: tuple[str, ...] = ()
     noarch: str | None = None
+    #: When the package was built (seconds since the epoch, from repodata); not hashed.
+    timestamp: int | None = None
 
     @model_validator(mode="after")
     def _has_a_digest(self) -> LockedPackage:
@@ -87,15 +89,28 @@ class Lock(BaseModel):
 
     channels: tuple[str, ...]
     packages: dict[str, tuple[LockedPackage, ...]]
+    #: The newest package's build time (seconds): the date of everything made from the
+    #: lock (image ``created``), so it never comes from a clock. Not hashed.
+    source_date_epoch: int | None = None
 
     @classmethod
-    def create(cls, channels: list[str], packages: dict[str, list[LockedPackage]]) -> Lock:
+    def create(
+        cls,
+        channels: list[str],
+        packages: dict[str, list[LockedPackage]],
+        source_date_epoch: int | None = None,
+    ) -> Lock:
+        """A lock of ``packages``; its date is the newest package's unless one is given."""
+        stamps = [r.timestamp for rs in packages.values() for r in rs if r.timestamp is not None]
         return cls(
             channels=tuple(channels),
             packages={
                 platform: tuple(sorted(records, key=lambda r: r.name))
                 for platform, records in sorted(packages.items())
             },
+            source_date_epoch=source_date_epoch
+            if source_date_epoch is not None
+            else max(stamps, default=None),
         )
 
     @property
@@ -219,6 +234,8 @@ def _plain_channel(url: str) -> bool:
 
 def _custom_metadata(lock: Lock, spec_hash: str | None) -> dict[str, str]:
     custom = {"condastore_lock_hash": lock.lock_hash, "condastore_build_key": lock.build_key}
+    if lock.source_date_epoch is not None:
+        custom["condastore_source_date_epoch"] = str(lock.source_date_epoch)
     if spec_hash:
         custom["condastore_spec_hash"] = spec_hash
     return custom
@@ -315,7 +332,8 @@ def parse_conda_lock_yaml(text: str | bytes) -> Lock:
             )
         )
     channels = [c.url for c in parsed.metadata.channels]
-    return Lock.create(channels, packages)
+    epoch = (parsed.metadata.custom_metadata or {}).get("condastore_source_date_epoch", "")
+    return Lock.create(channels, packages, int(epoch) if epoch.isdigit() else None)
 
 
 # ---------------------------------------------------------------- @EXPLICIT

@@ -35,15 +35,26 @@ class RegistryClientError(CondastoreError):
 
 
 def parse_reference(text: str) -> tuple[str, str, str]:
-    """``host[:port]/repo/name:tag`` (or ``@sha256:...``) -> (host, repository, reference)."""
+    """``host[:port]/repo/name:tag`` (or ``@sha256:...``) -> (host, repository, reference).
+
+    As docker reads names, one without a host (``debian:bookworm-slim``,
+    ``library/debian``) is on ``docker.io``.
+    """
     host, sep, rest = text.partition("/")
-    if not sep or not rest:
+    if not sep or not ("." in host or ":" in host or host == "localhost"):
+        host, rest = "docker.io", text
+    if not rest or rest.startswith("/"):
         raise RegistryClientError(f"expected HOST/REPOSITORY:TAG, not {text!r}")
     if "@" in rest:
         repository, _, reference = rest.partition("@")
     else:
         repository, _, reference = rest.rpartition(":") if ":" in rest else (rest, "", "latest")
     return host, repository, reference or "latest"
+
+
+def registry_host(host: str) -> str:
+    """Where a reference's host serves the API: ``docker.io`` is ``registry-1.docker.io``."""
+    return "registry-1.docker.io" if host in ("docker.io", "index.docker.io") else host
 
 
 def stored_credentials(host: str) -> tuple[str, str] | None:
@@ -77,6 +88,7 @@ class RegistryClient:
     scheme: str = "https"
     session: requests.Session = field(default_factory=requests.Session)
     _tokens: dict[str, str] = field(default_factory=dict)
+    _basic: bool = False  # the registry asked for HTTP Basic: send the credentials each time
 
     def _url(self, path: str) -> str:
         return f"{self.scheme}://{self.host}/v2/{path}"
@@ -86,6 +98,8 @@ class RegistryClient:
         for attempt in range(2):
             if self.bearer or scope in self._tokens:
                 headers["Authorization"] = f"Bearer {self.bearer or self._tokens[scope]}"
+            elif self._basic and self.credentials:
+                kw["auth"] = self.credentials
             response = self.session.request(
                 method, self._url(path), headers=headers, timeout=300, **kw
             )
@@ -96,6 +110,11 @@ class RegistryClient:
 
     def _authenticate(self, challenge: str, scope: str) -> None:
         params = dict(_CHALLENGE.findall(challenge))
+        if challenge.lower().startswith("basic"):  # distribution with an htpasswd file
+            if self.credentials is None:
+                raise RegistryClientError(f"{self.host} asks for credentials; none are configured")
+            self._basic = True
+            return
         if not challenge.lower().startswith("bearer") or "realm" not in params:
             raise RegistryClientError(f"{self.host} asks for unsupported auth: {challenge!r}")
         query = {"scope": scope, **({"service": params["service"]} if "service" in params else {})}

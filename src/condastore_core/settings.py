@@ -100,12 +100,16 @@ class Settings:
     upload_max_age_hours: float = 24
     #: New builds are refused while the data directory has less free space than this.
     min_free_bytes: int = 1 << 30
-    #: What environment images stand on: "" (scratch), an OCI layout directory, or a
-    #: registry reference such as ``docker.io/library/debian:bookworm-slim`` (pulled once).
-    image_base: str = ""
+    #: What environment images stand on: a registry reference (fetched once through the
+    #: channel gate, then reused), an OCI layout directory, or "scratch" (nothing: no loader
+    #: or libc, so no binary of the image runs). conda-forge's binaries need glibc.
+    image_base: str = "docker.io/library/debian:bookworm-slim"
     #: Per-namespace bases for managed environments' images, e.g. ``{"ml": "/srv/bases/cuda"}``;
     #: a namespace not named here uses ``image_base``.
     image_namespace_bases: Mapping[str, str] = field(default_factory=dict)
+    #: ``user:password`` (or token) per registry host that base images come from, e.g.
+    #: ``{"registry.example.com": "robot:secret"}``; never shown back.
+    image_registry_credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     #: Where the environment sits inside images, and how their layers are compressed.
     image_prefix: str = "/opt/conda"
     image_compression: str = "gzip"
@@ -223,6 +227,7 @@ def _coerce(key: str, value: Any) -> Any:
         if key in (
             "virtual_packages",
             "image_namespace_bases",
+            "image_registry_credentials",
             "custom_channels",
             "channel_mirrors",
             "channel_credentials",

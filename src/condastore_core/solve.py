@@ -360,6 +360,7 @@ def locked_package_from_record(record: rattler.RepoDataRecord) -> LockedPackage:
         depends=tuple(record.depends),
         constrains=tuple(record.constrains),
         noarch=_noarch(record),
+        timestamp=int(record.timestamp.timestamp()) if record.timestamp is not None else None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import io
 import json
@@ -10,13 +11,15 @@ import tarfile
 import pytest
 
 from condastore_core.digests import Digest
+from condastore_core.image import manifest as oci
 from condastore_core.image.builder import ImageBuilder, link_order
 from condastore_core.image.cache import LayerRecord
 from condastore_core.image.tarball import ZSTD
+from condastore_core.lock import parse_conda_lock_yaml, to_conda_lock_yaml
 from condastore_core.solve import Solver
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import LocalBlobStore, read_all
-from tests.support.packages import PackageDef
+from tests.support.packages import ARCHIVE_MTIME, PackageDef
 
 
 class MemoryLayerCache:
@@ -68,7 +71,7 @@ def test_one_layer_per_package_plus_final(make_test_channel, tmp_path):
     assert config["architecture"] == "amd64" and config["os"] == "linux"
     assert config["rootfs"]["diff_ids"] == [r.diff_id for r in image.layers]
     assert "CONDA_PREFIX=/opt/conda" in config["config"]["Env"]
-    assert config["config"]["Labels"] == {"k": "v"}
+    assert config["config"]["Labels"]["k"] == "v"
     assert [x["digest"] for x in manifest["layers"]] == [r.digest for r in image.layers]
     members = layer_members(b, image.layers[1])
     assert "opt/conda/bin/hello" in members
@@ -148,6 +151,94 @@ def test_an_image_on_a_base_layout_gets_its_layers_and_an_entrypoint(make_test_c
     assert "PATH=/opt/conda/bin:/usr/bin:/bin" in config["config"]["Env"]
     assert "LANG=C" in config["config"]["Env"]
     assert "opt/conda/.condastore/entrypoint.sh" in layer_members(b, image.layers[-1])
+
+
+def test_created_is_the_date_of_the_newest_package_not_1970(make_test_channel, tmp_path):
+    url = make_test_channel(
+        [PackageDef("hello", "1.0", depends=["libx"]), PackageDef("libx", "2.0")]
+    )
+    lock = lock_of(url, "hello")
+    image = make_builder(tmp_path).build(lock, "linux-64")
+    config = json.loads(read_all(make_builder(tmp_path).store, image.config_digest))
+    when = dt.datetime.fromtimestamp(ARCHIVE_MTIME, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert config["created"] == when  # the test packages' build time, from their repodata
+    assert json.loads(image.manifest)["annotations"][oci.CREATED] == when
+    # The lock re-read from its conda-lock.yml (managed environments) has the same date.
+    again = parse_conda_lock_yaml(to_conda_lock_yaml(lock))
+    assert again.lock_hash == lock.lock_hash
+    other = make_builder(tmp_path / "other")
+    rebuilt = other.build(again, "linux-64")
+    assert json.loads(read_all(other.store, rebuilt.config_digest))["created"] == when
+
+
+def test_images_carry_oci_annotations_and_labels(make_test_channel, tmp_path):
+    url = make_test_channel([PackageDef("hello", "1.0")])
+    lock = lock_of(url, "hello")
+    info = oci.ImageInfo(
+        title="default/web",
+        description="a web tool",
+        source=url,
+        version="hello=1.0",
+        revision=lock.build_key,
+    )
+    b = make_builder(tmp_path)
+    image = b.build(lock, "linux-64", info=info, labels={"org.condastore.build-key": "x"})
+    annotations = json.loads(image.manifest)["annotations"]
+    assert annotations == {
+        oci.CREATED: oci.created_at(lock.source_date_epoch),
+        oci.TITLE: "default/web",
+        oci.DESCRIPTION: "a web tool",
+        oci.SOURCE: url,
+        oci.VERSION: "hello=1.0",
+        oci.REVISION: lock.build_key,
+    }
+    labels = json.loads(read_all(b.store, image.config_digest))["config"]["Labels"]
+    assert labels == {**annotations, "org.condastore.build-key": "x"}
+
+
+def test_history_has_one_entry_per_layer_naming_its_packages(make_test_channel, tmp_path):
+    from condastore_core.image.base import resolve_base
+    from tests.support.oci_layout import write_layout
+
+    url = make_test_channel(
+        [PackageDef("hello", "1.0", depends=["libx"]), PackageDef("libx", "2.0")]
+    )
+    write_layout(tmp_path / "base", {"bin/sh": b"#!a shell"})
+    b = make_builder(tmp_path)
+    base = resolve_base(str(tmp_path / "base"), "linux-64", b.store)
+    image = b.build(lock_of(url, "hello"), "linux-64", base=base)
+    config = json.loads(read_all(b.store, image.config_digest))
+    history = config["history"]
+    assert len([h for h in history if not h.get("empty_layer")]) == len(
+        config["rootfs"]["diff_ids"]
+    )
+    assert history[0]["created_by"] == f"base image {tmp_path / 'base'}"
+    assert history[1]["created_by"] == "condastore: conda package libx-2.0-0"
+    assert history[2]["created_by"] == "condastore: conda package hello-1.0-0"
+    assert "conda-meta/history" in history[3]["created_by"]
+    assert all(h["created"] == config["created"] for h in history[1:])
+
+
+def test_a_base_keeps_its_own_history(make_test_channel, tmp_path):
+    from condastore_core.image.base import resolve_base
+    from tests.support.oci_layout import write_layout
+
+    url = make_test_channel([PackageDef("hello", "1.0")])
+    own = [
+        {
+            "created": "2024-01-02T00:00:00Z",
+            "created_by": "/bin/sh -c #(nop) ENV X=1",
+            "empty_layer": True,
+        },
+        {"created": "2024-01-02T00:00:01Z", "created_by": "ADD rootfs.tar /"},
+    ]
+    write_layout(tmp_path / "base", {"bin/sh": b"#!a shell"}, history=own)
+    b = make_builder(tmp_path)
+    base = resolve_base(str(tmp_path / "base"), "linux-64", b.store)
+    image = b.build(lock_of(url, "hello"), "linux-64", base=base)
+    history = json.loads(read_all(b.store, image.config_digest))["history"]
+    assert history[:2] == own
+    assert history[2]["created_by"] == "condastore: conda package hello-1.0-0"
 
 
 def test_non_linux_platforms_are_refused(make_test_channel, tmp_path):

@@ -76,3 +76,34 @@ def test_unknown_key_in_config_file(tmp_path):
 def test_settings_is_immutable():
     with pytest.raises(AttributeError):
         Settings().tarball = False  # type: ignore[misc]
+
+
+def test_images_stand_on_a_base_with_a_loader_and_libc_by_default():
+    """conda-forge's binaries need the system's glibc: an empty base runs none of them."""
+    from condastore_core.oci_client import parse_reference, registry_host
+
+    s = load_settings(environ={})
+    assert s.image_base not in ("", "scratch")
+    host, repository, tag = parse_reference(s.image_base)
+    assert (registry_host(host), repository, tag) == (
+        "registry-1.docker.io",
+        "library/debian",
+        "bookworm-slim",
+    )
+    assert parse_reference("debian:bookworm-slim") == ("docker.io", "debian", "bookworm-slim")
+    assert parse_reference("localhost:5000/base") == ("localhost:5000", "base", "latest")
+
+
+def test_registry_credentials_are_read_but_never_shown(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[image_registry_credentials]\n"registry.example.com" = "robot:hunter2"\n')
+    s = load_settings(
+        environ={"CONDASTORE_IMAGE_REGISTRY_CREDENTIALS": "ghcr.io=me:tok3n"}, config_file=cfg
+    )
+    assert s.image_registry_credentials == {"ghcr.io": "me:tok3n"}  # env beats file
+    assert load_settings(environ={}, config_file=cfg).image_registry_credentials == {
+        "registry.example.com": "robot:hunter2"
+    }
+    assert "tok3n" not in repr(s) and "hunter2" not in repr(
+        load_settings(environ={}, config_file=cfg)
+    )

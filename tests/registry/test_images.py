@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import subprocess
@@ -220,41 +221,91 @@ class HeldPacks(InProcessQueue):
         self.held.append(build_id)
 
 
-def test_a_tarball_finished_after_the_first_pull_is_attached_to_the_image(
-    tmp_path, make_test_channel, database_url
+#: Whatever order pulls and artifact jobs happen in, every image ends up with every
+#: artifact of its build, as ``<key>.<suffix>`` tags and as referrers, seen in the tags
+#: list and the referrers API without another pull. Steps: ``pull <env>`` (a client pulls
+#: its ``latest``), ``pack <env>`` (its held tarball job runs), ``build pack <env>`` (a
+#: user asks for the tarball again, as ``condastore build pack`` does, and the job runs).
+ARTIFACT_ORDERS = [
+    ("pull before the tarball job", True, ["pull web", "pack web"], ["web"]),
+    ("tarball job before the pull", True, ["pack web", "pull web"], ["web"]),
+    ("tarball made later by build pack", False, ["pull web", "build pack web"], ["web"]),
+    (
+        "a reused build's tarball, made by its twin's job",
+        True,
+        ["pull twin", "pull web", "pack web"],
+        ["web", "twin"],
+    ),
+    (
+        "a reused build's own tarball job ends first",
+        True,
+        ["pull web", "pull twin", "pack twin", "pack web"],
+        ["web", "twin"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("tarball", "steps", "pulled"),
+    [pytest.param(t, s, p, id=name) for name, t, s, p in ARTIFACT_ORDERS],
+)
+def test_every_artifact_reaches_the_image_whatever_the_order(
+    tmp_path, make_test_channel, tarball, steps, pulled
 ):
+    from condastore_core.service import builds
     from condastore_core.service.runner import pack_build
 
     channel = make_test_channel([PackageDef("hello", "1.0")])
     settings = load_settings(
-        {"data_dir": tmp_path / "data", "database_url": database_url, "channels": channel},
-        environ={},
+        {"data_dir": tmp_path / "data", "channels": channel, "tarball": tarball},
+        environ=gate_env(),
     )
     ctx = Context.from_settings(settings)
     ctx.jobs = queue = HeldPacks(ctx)
     namespaces.create_namespace(ctx, "default")
     users.create_user(ctx, "ada", PASSWORD, admin=True)
-    spec = {"name": "web", "channels": [channel], "dependencies": ["hello"]}
-    environments.submit(ctx, "default", EnvironmentSpec.from_dict(spec))
-    queue.wait_idle(timeout=120)
-    assert len(queue.held) == 1
+    build_ids = {}
+    for name in ("web", "twin"):  # the same spec: the twin reuses web's build
+        spec = {"name": name, "channels": [channel], "dependencies": ["hello"]}
+        build_ids[name] = environments.submit(ctx, "default", EnvironmentSpec.from_dict(spec)).id
+        queue.wait_idle(timeout=120)
+    assert queue.held == ([build_ids["web"], build_ids["twin"]] if tarball else [])
     with live_server(create_app(ctx)) as url:
         admin = requests.Session()
         admin.auth = ("ada", PASSWORD)
-        image = admin.get(f"{url}/v2/default/web/manifests/latest", headers={"Accept": MANIFEST})
-        assert image.status_code == 200, image.text
-        digest = image.headers["Docker-Content-Digest"]
-        config = admin.get(f"{url}/v2/default/web/blobs/{image.json()['config']['digest']}")
-        key = config.json()["config"]["Labels"]["org.condastore.build-key"]
-        assert admin.get(f"{url}/v2/default/web/manifests/{key}.tarball").status_code == 404
-
-        assert pack_build(ctx, queue.held[0])  # the tarball job ends after the pull
-
-        tarball = admin.get(f"{url}/v2/default/web/manifests/{key}.tarball")
-        assert tarball.status_code == 200, tarball.text
-        assert tarball.json()["subject"]["digest"] == digest
-        referrers = admin.get(f"{url}/v2/default/web/referrers/{digest}").json()["manifests"]
-        assert "application/vnd.condastore.tarball.v1.tar+gzip" in {
-            m["artifactType"] for m in referrers
+        digests = {}
+        for step in steps:
+            action, name = step.rsplit(" ", 1)
+            if action == "pull":
+                image = admin.get(
+                    f"{url}/v2/default/{name}/manifests/latest", headers={"Accept": MANIFEST}
+                )
+                assert image.status_code == 200, image.text
+                digests[name] = image.headers["Docker-Content-Digest"]
+            elif action == "pack":
+                assert pack_build(ctx, build_ids[name])
+            else:
+                builds.request_artifact(ctx, build_ids[name], "tarball")
+                assert pack_build(ctx, queue.held.pop())
+        tarballs = {
+            name: builds.find_artifact(ctx, build_ids[name], "tarball").digest
+            for name in pulled
+            if any(a.kind == "tarball" for a in builds.get_build(ctx, build_ids[name]).artifacts)
         }
+        for name in pulled:
+            key = builds.get_build(ctx, build_ids[name]).build_key
+            tags = admin.get(f"{url}/v2/default/{name}/tags/list").json()["tags"]
+            assert {f"{key}.{s}" for s in ("lock", "yaml", "explicit", "tarball")} <= set(tags)
+            referrers = admin.get(f"{url}/v2/default/{name}/referrers/{digests[name]}").json()
+            by_type = {m["artifactType"]: m["digest"] for m in referrers["manifests"]}
+            attached = admin.get(
+                f"{url}/v2/default/{name}/blobs/"
+                + admin.get(
+                    f"{url}/v2/default/{name}/manifests/"
+                    + by_type["application/vnd.condastore.tarball.v1.tar+gzip"],
+                    headers={"Accept": MANIFEST},
+                ).json()["layers"][0]["digest"],
+            )
+            assert attached.status_code == 200
+            assert f"sha256:{hashlib.sha256(attached.content).hexdigest()}" in tarballs.values()
     queue.shutdown()

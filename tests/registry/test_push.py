@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -24,44 +22,18 @@ from condastore_core.store import read_all
 from tests.registry.conftest import PASSWORD
 from tests.registry.test_images import image_registry  # noqa: F401 - a fixture
 from tests.support.gate import gate_env
-from tests.support.net import free_port
 from tests.support.oci_layout import write_layout
 from tests.support.packages import PackageDef
+from tests.support.registry import distribution_registry
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def distribution(tmp_path):
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.skip("docker-registry (Debian package) is not installed")
-    port = free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        json.dumps(
-            {
-                "version": 0.1,
-                "storage": {"filesystem": {"rootdirectory": str(tmp_path / "registry")}},
-                "http": {"addr": f"127.0.0.1:{port}"},
-            }
-        )
-    )
-    proc = subprocess.Popen(
-        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            break
-        except requests.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("docker-registry did not start")
-            time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    (tmp_path / "upstream").mkdir()
+    with distribution_registry(tmp_path / "upstream") as host:
+        yield host
 
 
 def test_push_copies_image_and_artifacts(image_registry, distribution, tmp_path):  # noqa: F811

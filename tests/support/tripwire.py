@@ -62,16 +62,21 @@ class Redirector:
     port: int
     #: Where every request is sent: a URL prefix the request path is appended to.
     target: str = ""
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
 
 @contextmanager
-def redirector() -> Iterator[Redirector]:
-    """An HTTP server answering every GET and HEAD with ``302 Location: <target><path>``."""
-    state = Redirector(0)
+def redirector(host: str = "127.0.0.1") -> Iterator[Redirector]:
+    """An HTTP server answering every GET and HEAD with ``302 Location: <target><path>``.
+
+    ``host`` may be another loopback address (``127.0.0.2``), which an administrator
+    can allow without allowing the tripwire on ``127.0.0.1``.
+    """
+    state = Redirector(0, host=host)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -85,7 +90,7 @@ def redirector() -> Iterator[Redirector]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
     state.port = server.server_port
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -85,6 +85,7 @@ def world(tmp_path):
                 # The redirecting server is a configured channel: allowed, yet hostile.
                 "channels": f"{configured},{bounce.url}/chan",
                 "allowed_channel_dirs": str(allowed_dir),
+                "image_base": "scratch",
             },
             environ={},
         )
@@ -218,7 +219,7 @@ def test_every_fetch_path_passes_the_gate(world, path, target):
 @pytest.mark.parametrize(
     "target",
     [
-        "configured registry",
+        "allowed registry",
         "other directory",
         "loopback",
         "link-local",
@@ -228,29 +229,40 @@ def test_every_fetch_path_passes_the_gate(world, path, target):
     ],
 )
 def test_base_image_pulls_check_every_redirect(world, target):
-    """The base registry is configured; where it redirects to is checked hop by hop."""
-    upstream = world.redirector
-    upstream.target = {
-        "configured registry": upstream.url,  # back to itself, then on past the limit
-        "other directory": (world.tmp / "other").as_uri(),
-        "loopback": world.tripwire.url,
-        "link-local": "http://169.254.169.254",
-        "private address": "http://10.11.12.13",
-        "name resolving to loopback": f"http://localhost:{world.tripwire.port}",
-        "redirect to loopback": f"{world.tripwire.url}/again",
-    }[target]
-    reference = f"127.0.0.1:{upstream.port}/library/base:1"
-    gate = gate_for(world.ctx.settings)
-    if target == "configured registry":
-        with pytest.raises(Exception) as info:
-            resolve_base(reference, "linux-64", world.ctx.store, gate)
-        assert not isinstance(info.value, ChannelRefused | RegistryClientError)
-        assert "redirects" in str(info.value)
-    else:
-        with pytest.raises(ChannelRefused) as refusal:
-            resolve_base(reference, "linux-64", world.ctx.store, gate)
-        assert REFUSAL in refusal.value.message
-        assert upstream.target not in refusal.value.message  # the target is not echoed
+    """The base registry is on a network an administrator allowed; where it redirects to is
+    checked hop by hop (the tripwire is on another loopback address, not allowed)."""
+    with redirector("127.0.0.2") as upstream:
+        upstream.target = {
+            "allowed registry": upstream.url,  # back to itself, then on past the limit
+            "other directory": (world.tmp / "other").as_uri(),
+            "loopback": world.tripwire.url,
+            "link-local": "http://169.254.169.254",
+            "private address": "http://10.11.12.13",
+            "name resolving to loopback": f"http://localhost:{world.tripwire.port}",
+            "redirect to loopback": f"{world.tripwire.url}/again",
+        }[target]
+        reference = f"127.0.0.2:{upstream.port}/library/base:1"
+        settings = dataclasses.replace(world.ctx.settings, allowed_networks=("127.0.0.2/32",))
+        gate = gate_for(settings)
+        if target == "allowed registry":
+            with pytest.raises(Exception) as info:
+                resolve_base(reference, "linux-64", world.ctx.store, gate)
+            assert not isinstance(info.value, ChannelRefused | RegistryClientError)
+            assert "redirects" in str(info.value)
+        else:
+            with pytest.raises(ChannelRefused) as refusal:
+                resolve_base(reference, "linux-64", world.ctx.store, gate)
+            assert REFUSAL in refusal.value.message
+            assert upstream.target not in refusal.value.message  # the target is not echoed
+    assert world.tripwire.hits == []
+
+
+def test_a_base_registry_on_loopback_is_refused_unless_its_network_is_allowed(world):
+    """Naming a registry as the base does not open loopback: the network policy decides."""
+    reference = f"127.0.0.1:{world.tripwire.port}/library/base:1"
+    with pytest.raises(ChannelRefused) as refusal:
+        resolve_base(reference, "linux-64", world.ctx.store, gate_for(world.ctx.settings))
+    assert REFUSAL in refusal.value.message
     assert world.tripwire.hits == []
 
 

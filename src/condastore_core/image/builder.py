@@ -135,6 +135,7 @@ class ImageBuilder:
         labels: Mapping[str, str] | None = None,
         base: BaseImage = SCRATCH,
         reporter: Reporter | None = None,
+        info: oci.ImageInfo | None = None,
     ) -> BuiltImage:
         """Plan, build the missing layers here, and assemble the image."""
         reporter = reporter or NullReporter()
@@ -145,7 +146,12 @@ class ImageBuilder:
         )
         built = self.build_layers(lock, platform, [p.name for p in plan.missing], reporter)
         return self.assemble(
-            lock, plan.with_layers(built), labels=labels, base=base, layers_built=len(built)
+            lock,
+            plan.with_layers(built),
+            labels=labels,
+            base=base,
+            layers_built=len(built),
+            info=info,
         )
 
     def assemble(
@@ -156,6 +162,7 @@ class ImageBuilder:
         labels: Mapping[str, str] | None = None,
         base: BaseImage = SCRATCH,
         layers_built: int = 0,
+        info: oci.ImageInfo | None = None,
     ) -> BuiltImage:
         """The image of a plan whose package layers all exist: config, final layer, manifest."""
         if plan.missing:
@@ -177,13 +184,24 @@ class ImageBuilder:
             f"CONDA_PREFIX={self.prefix}",
         ]
         entrypoint = [f"{self.prefix}/.condastore/entrypoint.sh"] if base_has_shell else None
+        created = oci.created_at(lock.source_date_epoch)
+        annotations = (info or oci.ImageInfo()).annotations(created)
         config = oci.image_config(
             platform,
             [r.diff_id for r in ordered],
             env=env,
-            labels=dict(labels or {}),
+            labels={**annotations, **(labels or {})},
             entrypoint=entrypoint,
             cmd=["/bin/sh"] if base_has_shell else None,
+            created=created,
+            history=oci.layer_history(
+                base.history,
+                oci.describe_layers(
+                    [r.packages for r in ordered[len(base.layers) :]],
+                    {p.name: f"{p.name}-{p.version}-{p.build}" for p in packages},
+                ),
+                created,
+            ),
         )
         config_info = put(self.store, config)
         manifest = oci.image_manifest(
@@ -197,6 +215,7 @@ class ImageBuilder:
                 )
                 for r in ordered
             ],
+            annotations,
         )
         manifest_info = put(self.store, manifest)
         return BuiltImage(

@@ -47,6 +47,7 @@ from condastore_core.db.models import (
 )
 from condastore_core.digests import Digest
 from condastore_core.errors import BlobNotFound
+from condastore_core.image import manifest as oci
 from condastore_core.service import uploads
 from condastore_core.service.context import Context
 from condastore_core.service.policies import effective_policy
@@ -322,10 +323,13 @@ def _mark(ctx: Context, grace: float) -> set[str]:
         manifests = session.execute(
             select(RegistryManifest.repository, RegistryManifest.digest)
         ).all()
+        # Base images fetched from upstream registries: the manifest their reference named
+        # is kept, so images made later stand on the same base without fetching it again.
+        bases = session.scalars(
+            select(ImageLayer.digest).where(ImageLayer.media_type == oci.MANIFEST)
+        ).all()
     reachable = _live_manifests(ctx)
-    for repo, digest in manifests:
-        if (repo, digest) not in reachable:
-            continue
+    for digest in [*bases, *(d for repo, d in manifests if (repo, d) in reachable)]:
         live.add(digest)
         doc = _manifest_doc(ctx, digest)
         for blob in [doc.get("config"), *doc.get("layers", [])]:

@@ -27,20 +27,32 @@ import re
 import threading
 import time
 
+import requests
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from condastore_core import layout
 from condastore_core.artifacts import ARTIFACT_TYPES, FILE_NAMES, ArtifactKind
-from condastore_core.db.models import Build, BuildStatus, RegistryTag
+from condastore_core.channels import ChannelRefused
+from condastore_core.db.models import Artifact, Build, BuildStatus, RegistryTag
 from condastore_core.digests import Digest
-from condastore_core.errors import BuildCrashed, NotFound, PhaseTimeout, SolveError, SpecError
+from condastore_core.errors import (
+    BuildCrashed,
+    CondastoreError,
+    ConfigError,
+    NotFound,
+    PhaseTimeout,
+    SolveError,
+    SpecError,
+)
 from condastore_core.image import manifest as oci
-from condastore_core.image.base import resolve_base
+from condastore_core.image.base import BaseImage, resolve_base
 from condastore_core.image.builder import ImageBuilder, LayerPlan
 from condastore_core.isolation import run_isolated
 from condastore_core.jobs.base import JobQueue
 from condastore_core.lock import Lock, LockedPackage, parse_conda_lock_yaml
 from condastore_core.locks import file_lock
+from condastore_core.oci_client import RegistryClientError
 from condastore_core.progress import Reporter
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
@@ -94,7 +106,8 @@ def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
         if build is None or build.build_key is None:
             return
         key = build.build_key
-        artifacts = {a.kind: (a.digest, a.size) for a in build.artifacts}
+        artifacts = _build_artifacts(session, build)
+        spec = EnvironmentSpec.from_dict(build.specification.spec)
         labels = {
             "org.condastore.spec-hash": build.specification.spec_hash,
             "org.condastore.lock-hash": build.lock_hash or "",
@@ -107,7 +120,8 @@ def _prepare_managed(ctx: Context, repository: str, reference: str) -> None:
             digest, _ = artifacts[ArtifactKind.LOCKFILE.value]
             lock = parse_conda_lock_yaml(read_all(ctx.store, Digest.parse(digest)))
             base = ctx.settings.image_namespace_bases.get(namespace, ctx.settings.image_base)
-            image = publish_image(ctx, repository, lock, [key], labels, base=base)
+            info = image_info(repository, spec.description or "", lock, spec)
+            image = publish_image(ctx, repository, lock, [key], labels, base=base, info=info)
             publish_artifacts(ctx, repository, key, artifacts, image)
         else:  # artifacts that completed after the image was made (the tarball job)
             missing = _unpublished(ctx, repository, key, artifacts)
@@ -180,11 +194,33 @@ def _prepare_dynamic(ctx: Context, repository: str, reference: str) -> None:
             image = reg.find_manifest(ctx, repository, key)
         except reg.RegistryError:
             labels = {"org.condastore.lock-hash": lock.lock_hash, "org.condastore.build-key": key}
-            image = publish_image(ctx, repository, lock, [key], labels)
+            spec = spec_from_name(repository, tuple(ctx.settings.channels))
+            description = "conda packages " + " ".join(str(d) for d in spec.dependencies)
+            info = image_info(repository, description, lock, spec)
+            image = publish_image(ctx, repository, lock, [key], labels, info=info)
         _retag(ctx, repository, "latest", image)
 
 
 # -- publishing ---------------------------------------------------------------------
+
+
+def image_info(
+    repository: str, description: str, lock: Lock, spec: EnvironmentSpec
+) -> oci.ImageInfo:
+    """The OCI annotations of an environment's image: its name, the versions of the packages
+    its spec asks for, the channels it comes from, and its build key as the revision."""
+    records = {p.name: p for p in lock.records(lock.platforms[0])} if lock.platforms else {}
+    asked = sorted(
+        {re.split(r"[^A-Za-z0-9_.-]", str(d).strip(), maxsplit=1)[0] for d in spec.dependencies}
+    )
+    version = " ".join(f"{n}={records[n].version}" for n in asked if n in records)
+    return oci.ImageInfo(
+        title=repository,
+        description=description,
+        source=" ".join(lock.channels),
+        version=version,
+        revision=lock.build_key,
+    )
 
 
 def image_builder(
@@ -257,6 +293,7 @@ def publish_image(
     labels: dict[str, str],
     *,
     base: str | None = None,
+    info: oci.ImageInfo | None = None,
 ) -> reg.StoredManifest:
     """Build the lock's image (an index of images when it has several linux platforms)."""
     platforms = [p for p in lock.platforms if p in oci.OCI_PLATFORMS]
@@ -273,7 +310,8 @@ def publish_image(
             lock,
             plan,
             labels=labels,
-            base=resolve_base(base_spec, platform, ctx.store, ctx.solver.gate),
+            base=_base(ctx, base_spec, platform, builder),
+            info=info,
         )
         config = ctx.store.stat(image.config_digest)
         reg.link_blob(ctx, repository, config.digest, config.size)
@@ -294,13 +332,33 @@ def publish_image(
                 oci.MANIFEST, stored.digest, stored.size, platform=oci.OCI_PLATFORMS[platform]
             )
         )
-    index = oci.image_index(descriptors)
+    created = oci.created_at(lock.source_date_epoch)
+    index = oci.image_index(descriptors, (info or oci.ImageInfo()).annotations(created))
     stored_index = None
     for tag in tags:
         stored_index = reg.put_manifest(ctx, repository, tag, index, oci.INDEX)
     if stored_index is None:
         raise ValueError("an image is stored under at least one tag")
     return stored_index
+
+
+def _base(ctx: Context, spec: str, platform: str, builder: ImageBuilder) -> BaseImage:
+    """The base image named in settings; one the server cannot fetch is its own problem
+    (503: the client may retry once an administrator fixed it), said without credentials."""
+    try:
+        return resolve_base(
+            spec,
+            platform,
+            ctx.store,
+            ctx.solver.gate,
+            credentials=ctx.settings.image_registry_credentials,
+            cache=builder.cache,
+        )
+    except (RegistryClientError, ChannelRefused, ConfigError, requests.RequestException) as exc:
+        reason = exc.message if isinstance(exc, CondastoreError) else type(exc).__name__
+        raise reg.RegistryError(
+            "UNAVAILABLE", f"the base image {spec} of this server's images is unavailable: {reason}"
+        ) from None
 
 
 # -- layers by jobs -----------------------------------------------------------------
@@ -434,6 +492,66 @@ def publish_artifacts(
         }
         body = json.dumps(manifest, sort_keys=True).encode()
         reg.put_manifest(ctx, repository, f"{key}.{suffix}", body, oci.MANIFEST)
+
+
+def attach_artifacts(ctx: Context, build_id: int) -> None:
+    """Publish the artifacts a build gained after its image was made (the tarball job, a
+    ``build pack``) on the images of every build of its lock, as referrers and tags.
+
+    A pull makes an image with the artifacts its build has at that moment; this runs
+    when one more completes, so ``oras``, the tags list and the referrers API see it
+    without waiting for another pull. A build not pulled yet has no image: its first pull
+    publishes everything.
+    """
+    with ctx.sessions() as session:
+        build = session.get(Build, build_id)
+        if build is None or build.lock_hash is None:
+            return
+        twins = session.scalars(
+            select(Build).where(
+                Build.lock_hash == build.lock_hash,
+                Build.status == BuildStatus.COMPLETED,
+                Build.deleted_at.is_(None),
+                Build.build_key.is_not(None),
+            )
+        ).all()
+        targets = {
+            f"{b.environment.namespace.name}/{b.environment.name}": (
+                str(b.build_key),
+                _build_artifacts(session, b),
+            )
+            for b in twins
+        }
+    for repository, (key, artifacts) in sorted(targets.items()):
+        with _image_lock(ctx, repository, key):
+            try:
+                image = reg.find_manifest(ctx, repository, key)
+            except reg.RegistryError:
+                continue  # not pulled yet: its first pull publishes every artifact
+            missing = _unpublished(ctx, repository, key, artifacts)
+            if missing:
+                publish_artifacts(ctx, repository, key, missing, image)
+
+
+def _build_artifacts(session: Session, build: Build) -> dict[str, tuple[str, int]]:
+    """A build's artifacts, and those it lacks that another completed build of the same
+    lock has (a reused build whose twin's tarball job ended later): same lock, same forms."""
+    found = {a.kind: (a.digest, a.size) for a in build.artifacts}
+    others = session.scalars(
+        select(Artifact)
+        .join(Build)
+        .where(
+            Build.lock_hash == build.lock_hash,
+            Build.status == BuildStatus.COMPLETED,
+            Build.deleted_at.is_(None),
+            Build.id != build.id,
+            Artifact.kind != ArtifactKind.LOG.value,
+        )
+        .order_by(Build.id)
+    )
+    for artifact in others:
+        found.setdefault(artifact.kind, (artifact.digest, artifact.size))
+    return found
 
 
 _TAGS_NAMED = select(RegistryTag.name).where(

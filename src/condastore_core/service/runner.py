@@ -26,6 +26,7 @@ from condastore_core.diskspace import is_out_of_space, out_of_space_error
 from condastore_core.errors import BuildCanceled, CondastoreError, PackError
 from condastore_core.lock import Lock, parse_conda_lock_yaml
 from condastore_core.service.context import Context
+from condastore_core.service.images import attach_artifacts
 from condastore_core.service.logs import BuildLog, log_length, read_log
 from condastore_core.service.policies import enforce_retention, namespace_gate
 from condastore_core.spec import EnvironmentSpec
@@ -188,6 +189,10 @@ def pack_build(ctx: Context, build_id: int) -> bool:
             if artifact.kind == ArtifactKind.LOG.value:  # the stored log now tells of the packing
                 artifact.digest, artifact.size = str(log_info.digest), log_info.size
         build.size = (build.size or 0) + info.size
+    try:
+        attach_artifacts(ctx, build_id)
+    except Exception:  # the tarball is recorded: the next pull of the image attaches it
+        logger.exception("build %s: could not attach its tarball to its images yet", build_id)
     return True
 
 
