@@ -108,7 +108,7 @@ def test_cancel_a_running_build(rq_ctx, workers, slow_channel, service_env):
     done = wait_for(rq_ctx, build.id, "finished", timeout=30)
     assert done.status == BuildStatus.CANCELED
     assert time.monotonic() - asked < 10
-    assert done.artifacts == [] or {a.kind for a in done.artifacts} == {"log"}
+    assert {a.kind for a in done.artifacts} == {"log"}  # every build ends with its log
     envs = Path(service_env["CONDASTORE_DATA_DIR"]) / "envs"
     assert not list(envs.glob(f"*{done.build_key}*")) if envs.exists() else True
 
@@ -126,7 +126,7 @@ def test_queued_builds_wait_for_a_worker_of_their_kind(rq_ctx, workers, make_tes
     workers.start("--queue", "build")
     for b in queued:
         assert wait_for(rq_ctx, b.id, "finished").status == BuildStatus.COMPLETED
-    # The tarballs wait on the artifacts queue, which the first worker serves.
+    # The tarballs are made by the build's own job, where the prefix is.
     deadline = time.monotonic() + 60
     while not all(
         "tarball" in {a.kind for a in builds.get_build(rq_ctx, b.id).artifacts} for b in queued

@@ -209,35 +209,28 @@ def test_a_spec_for_two_platforms_is_an_image_index(tmp_path, make_test_channel)
     ctx.jobs.shutdown()
 
 
-class HeldPacks(InProcessQueue):
-    """Runs builds at once, but holds tarball jobs until the test runs them."""
-
-    def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx)
-        self.held: list[int] = []
-
-    def enqueue_pack(self, build_id: int) -> None:
-        self.held.append(build_id)
-
-
 def test_a_tarball_finished_after_the_first_pull_is_attached_to_the_image(
     tmp_path, make_test_channel, database_url
 ):
     from condastore_core.service.runner import pack_build
 
     channel = make_test_channel([PackageDef("hello", "1.0")])
-    settings = load_settings(
-        {"data_dir": tmp_path / "data", "database_url": database_url, "channels": channel},
+    settings = load_settings(  # no tarball while building: it is asked for after the pull
+        {
+            "data_dir": tmp_path / "data",
+            "database_url": database_url,
+            "channels": channel,
+            "tarball": False,
+        },
         environ={},
     )
     ctx = Context.from_settings(settings)
-    ctx.jobs = queue = HeldPacks(ctx)
+    ctx.jobs = queue = InProcessQueue(ctx)
     namespaces.create_namespace(ctx, "default")
     users.create_user(ctx, "ada", PASSWORD, admin=True)
     spec = {"name": "web", "channels": [channel], "dependencies": ["hello"]}
-    environments.submit(ctx, "default", EnvironmentSpec.from_dict(spec))
+    build = environments.submit(ctx, "default", EnvironmentSpec.from_dict(spec))
     queue.wait_idle(timeout=120)
-    assert len(queue.held) == 1
     with live_server(create_app(ctx)) as url:
         admin = requests.Session()
         admin.auth = ("ada", PASSWORD)
@@ -248,7 +241,7 @@ def test_a_tarball_finished_after_the_first_pull_is_attached_to_the_image(
         key = config.json()["config"]["Labels"]["org.condastore.build-key"]
         assert admin.get(f"{url}/v2/default/web/manifests/{key}.tarball").status_code == 404
 
-        assert pack_build(ctx, queue.held[0])  # the tarball job ends after the pull
+        assert pack_build(ctx, build.id)  # the tarball job ends after the pull
 
         tarball = admin.get(f"{url}/v2/default/web/manifests/{key}.tarball")
         assert tarball.status_code == 200, tarball.text
