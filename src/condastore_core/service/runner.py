@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import traceback
+from collections.abc import Callable
 
 from sqlalchemy import delete, select, update
 
@@ -394,11 +395,17 @@ def reap_lost_builds(ctx: Context, *, lease_seconds: float | None = None) -> lis
     return requeue
 
 
-def store_log(ctx: Context, build_id: int) -> None:
-    """Keep a build's log as its ``log`` artifact (replacing an older one), as it is now."""
+def store_log(ctx: Context, build_id: int, settle: Callable[[Build], bool] | None = None) -> None:
+    """Keep a build's log as its ``log`` artifact (replacing an older one), as it is now.
+
+    ``settle``, when given, changes the build in the same transaction (its final
+    status, say), so nobody sees it ended without its log; False leaves it all alone.
+    """
     info = put(ctx.store, read_log(ctx, build_id).text.encode())
     with ctx.sessions.begin() as session:
         build = session.get_one(Build, build_id)
+        if settle is not None and not settle(build):
+            return
         for artifact in build.artifacts:
             if artifact.kind == ArtifactKind.LOG.value:
                 artifact.digest, artifact.size = str(info.digest), info.size
@@ -415,19 +422,27 @@ def store_log(ctx: Context, build_id: int) -> None:
 
 def settle_stopped(ctx: Context, build_id: int) -> None:
     """A build whose work process was killed on request: CANCELED, its half-prefix removed."""
-    with ctx.sessions.begin() as session:
+    with ctx.sessions() as session:
         build = session.get(Build, build_id)
         if build is None or build.status != BuildStatus.BUILDING:
             return
+        key, canceled = build.build_key, build.cancel_requested
+    if key is not None:
+        ctx.builder().discard_incomplete(key)
+    BuildLog(ctx, build_id, start=log_length(ctx, build_id)).log(
+        "stopped: build canceled" if canceled else "stopped: the build's work process was stopped"
+    )
+
+    def settle(build: Build) -> bool:
+        if build.status != BuildStatus.BUILDING:
+            return False  # settled meanwhile (by the reaper)
         build.status = BuildStatus.CANCELED if build.cancel_requested else BuildStatus.FAILED
         build.step = build.status.value.lower()
         build.error = None if build.cancel_requested else "the build's work process was stopped"
         build.ended_at = utcnow()
-        key = build.build_key
-    if key is not None:
-        ctx.builder().discard_incomplete(key)
-    BuildLog(ctx, build_id, start=log_length(ctx, build_id)).log("stopped: build canceled")
-    store_log(ctx, build_id)
+        return True
+
+    store_log(ctx, build_id, settle)
 
 
 def recover_interrupted(ctx: Context) -> list[int]:
