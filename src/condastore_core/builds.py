@@ -28,7 +28,7 @@ from condastore_core.errors import BlobNotFound, CondastoreError
 from condastore_core.install import install_lock
 from condastore_core.leftovers import scratch_directory
 from condastore_core.lock import Lock
-from condastore_core.locks import file_lock
+from condastore_core.locks import file_lock, shared_file_lock
 from condastore_core.pack import pack_prefix
 from condastore_core.progress import CollectingReporter, NullReporter, Reporter
 from condastore_core.render import render_text_artifacts
@@ -198,14 +198,15 @@ class LocalBuilder:
                 log.log(f"removing incomplete prefix {prefix}")
                 shutil.rmtree(prefix)
             t = time.perf_counter()
-            install_lock(
-                lock,
-                platform,
-                prefix,
-                layout.package_cache_dir(self.data_dir),
-                log,
-                client=self.solver.client,
-            )
+            with shared_file_lock(layout.package_cache_lock_path(self.data_dir)):
+                install_lock(
+                    lock,
+                    platform,
+                    prefix,
+                    layout.package_cache_dir(self.data_dir),
+                    log,
+                    client=self.solver.client,
+                )
             timings["install"] = time.perf_counter() - t
 
         log.step("writing artifacts")

@@ -98,6 +98,11 @@ def cluster_lock_key(name: str) -> str:
     return f"condastore:lock:{name}"
 
 
+def package_cache_lock_path(data_dir: Path) -> Path:
+    """Installs hold it shared; trimming the package cache holds it alone."""
+    return lock_file_path(data_dir, "package-cache")
+
+
 def claim_file_path(data_dir: Path, name: str) -> Path:
     """When periodic task ``name`` last ran, for processes sharing this data directory."""
     return data_dir / "locks" / f"{name}.claim"

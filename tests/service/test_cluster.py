@@ -172,3 +172,42 @@ def test_a_build_stopped_from_outside_keeps_its_log(machines, make_test_channel)
         assert session.scalar(select(Build.status).where(Build.id == build.id)) == (
             BuildStatus.CANCELED
         )
+
+
+def test_a_worker_tidies_its_own_disk_after_gc_ran_elsewhere(machines, make_test_channel):
+    import dataclasses
+
+    from condastore_core.locks import shared_file_lock
+    from condastore_core.service import gc, policies
+    from condastore_core.service.machine import tidy
+
+    channel = make_test_channel([PackageDef("hello", v) for v in ("1.0", "2.0")])
+    worker = machines(tarball=False)
+    ids = []
+    for version in ("1.0", "2.0"):
+        one = EnvironmentSpec.from_dict(
+            {"name": "app", "channels": [channel], "dependencies": [f"hello =={version}"]}
+        )
+        ids.append(environments.submit(worker, "default", one).id)
+        assert isinstance(worker.jobs, InProcessQueue)
+        worker.jobs.wait_idle(timeout=120)
+    old, new = (builds.get_build(worker, i).build_key for i in ids)
+    envs = worker.settings.data_dir / "envs"
+    assert (envs / old).is_dir() and (envs / new).is_dir()
+
+    policies.set_policy(worker, "default", {"max_builds_kept": 1})
+    report = gc.collect(machines(jobs=False), grace_seconds=0)  # on another machine
+    assert report.builds_collected == [ids[0]] and report.prefixes_removed == []
+    assert (envs / old).is_dir()  # gc cannot reach this machine's disk
+
+    pkgs = worker.settings.data_dir / "pkgs"
+    cached = {p.name for p in pkgs.iterdir() if not p.name.startswith(".")}
+    assert cached
+    worker.settings = dataclasses.replace(worker.settings, package_cache_max_bytes=1)
+    with shared_file_lock(worker.settings.data_dir / "locks" / "package-cache.lock"):
+        busy = tidy(worker)  # an install is running here: the cache is left alone
+    assert busy.prefixes_removed == [old] and busy.packages_removed == []
+    assert not (envs / old).exists() and (envs / new).is_dir()
+    done = tidy(worker)
+    assert set(done.packages_removed) == cached and done.package_bytes_freed > 0
+    assert not [p for p in pkgs.iterdir() if not p.name.startswith(".")]

@@ -108,7 +108,7 @@ def _collect(ctx: Context, dry_run: bool, grace_seconds: float, prune_untagged: 
     # A dry run changes nothing, so what retention would collect is passed on: the
     # report then says exactly what the real run removes.
     collected = set(report.builds_collected)
-    _remove_prefixes(ctx, report, dry_run, collected)
+    remove_prefixes(ctx, report, dry_run, collected)
     _remove_leftovers(ctx, report, dry_run)
     report.uploads_discarded = discard_abandoned_uploads(ctx, grace_seconds, dry_run=dry_run)
     if prune_untagged:
@@ -168,7 +168,8 @@ def _retention(ctx: Context, report: GcReport, dry_run: bool) -> None:
             session.commit()
 
 
-def _remove_prefixes(ctx: Context, report: GcReport, dry_run: bool, collected: set[int]) -> None:
+def remove_prefixes(ctx: Context, report: GcReport, dry_run: bool, collected: set[int]) -> None:
+    """Remove this machine's prefixes of builds no live build shares (``collected`` are not)."""
     envs = layout.prefix_dir(ctx.settings.data_dir, "x").parent
     if not envs.is_dir():
         return

@@ -40,6 +40,7 @@ from condastore_core.image.base import resolve_base
 from condastore_core.image.builder import ImageBuilder, LayerPlan
 from condastore_core.jobs.base import JobQueue
 from condastore_core.lock import Lock, LockedPackage, parse_conda_lock_yaml
+from condastore_core.locks import shared_file_lock
 from condastore_core.service import registry as reg
 from condastore_core.service.context import Context
 from condastore_core.service.environments import find_environment
@@ -214,7 +215,10 @@ def build_layers(
     builder = image_builder(ctx, prefix=prefix, compression=compression)
     keys = sorted(builder.plan(lock, platform).keys[name] for name in names)
     digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:40]
-    with ctx.locks.hold(f"layers:{digest}"):  # the second finds the first one's layers
+    with (
+        ctx.locks.hold(f"layers:{digest}"),  # the second finds the first one's layers
+        shared_file_lock(layout.package_cache_lock_path(ctx.settings.data_dir)),
+    ):
         return len(builder.build_layers(lock, platform, names))
 
 
