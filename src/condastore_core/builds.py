@@ -30,7 +30,7 @@ from condastore_core.install import install_gated
 from condastore_core.isolation import DEFAULT_LIMITS, Limits, run_isolated
 from condastore_core.leftovers import scratch_directory
 from condastore_core.lock import Lock
-from condastore_core.locks import file_lock
+from condastore_core.locks import file_lock, shared_file_lock
 from condastore_core.pack import pack_prefix
 from condastore_core.progress import CollectingReporter, NullReporter, Reporter
 from condastore_core.render import render_text_artifacts
@@ -210,7 +210,10 @@ class LocalBuilder:
                 log.log(f"removing incomplete prefix {prefix}")
                 shutil.rmtree(prefix)
             t = time.perf_counter()
-            with _discarding_staging(prefix):
+            with (
+                _discarding_staging(prefix),
+                shared_file_lock(layout.package_cache_lock_path(self.data_dir)),
+            ):
                 run_isolated(
                     "install",
                     self.limits,

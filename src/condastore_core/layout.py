@@ -19,10 +19,11 @@ Data directory (embedded defaults; every part can be moved by settings)::
         channels.json                    when each channel was last revalidated (no Redis)
         keys/token-signing-key.pem       the Ed25519 key that signs API tokens (created once)
 
-Redis keys (when the installation has Redis)::
+Redis keys (when the installation has Redis; besides RQ's own)::
 
     condastore:channels:validated        hash: channel URL -> when a process last revalidated it
     condastore:channels:refresh          hash: channel URL -> when a refresh was last asked for
+    condastore:lock:<name>               a cluster lock's holder, with its lease
 
 Object store (S3) keys under the configured prefix::
 
@@ -90,6 +91,16 @@ def scratch_dir(data_dir: Path) -> Path:
 
 def lock_file_path(data_dir: Path, name: str) -> Path:
     return data_dir / "locks" / f"{name}.lock"
+
+
+def cluster_lock_key(name: str) -> str:
+    """Redis key of cluster lock ``name`` (:mod:`condastore_core.clusterlock`)."""
+    return f"condastore:lock:{name}"
+
+
+def package_cache_lock_path(data_dir: Path) -> Path:
+    """Installs hold it shared; trimming the package cache holds it alone."""
+    return lock_file_path(data_dir, "package-cache")
 
 
 def claim_file_path(data_dir: Path, name: str) -> Path:

@@ -23,6 +23,18 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def shared_file_lock(path: Path) -> Iterator[None]:
+    """Hold a shared ``flock`` on ``path``: many holders at once, none beside an exclusive one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def try_file_lock(path: Path) -> Iterator[bool]:
     """Hold ``path``'s exclusive ``flock`` for the block if nobody else does; yields whether.
 

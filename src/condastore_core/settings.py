@@ -98,8 +98,13 @@ class Settings:
     #: Registry uploads started longer ago than this (hours) and never finished are purged,
     #: with their staged bytes, by garbage collection.
     upload_max_age_hours: float = 24
-    #: New builds are refused while the data directory has less free space than this.
+    #: New builds are refused while the data directory has less free space than this; a
+    #: worker under it takes no work (another worker does) until it has room again.
     min_free_bytes: int = 1 << 30
+    #: Each worker trims its package cache to this size, least recently used first (0: no cap).
+    package_cache_max_bytes: int = 20 << 30
+    #: Each worker removes its prefixes of collected builds and trims its cache this often.
+    tidy_interval_seconds: float = 600
     #: What environment images stand on: a registry reference (fetched once through the
     #: channel gate, then reused), an OCI layout directory, or "scratch" (nothing: no loader
     #: or libc, so no binary of the image runs). conda-forge's binaries need glibc.
@@ -258,12 +263,14 @@ def _coerce(key: str, value: Any) -> Any:
             "install_limit_seconds",
             "pack_limit_seconds",
             "layer_limit_seconds",
+            "tidy_interval_seconds",
         ):
             return float(value)
         if key in (
             "build_max_attempts",
             "local_repodata_ttl",
             "min_free_bytes",
+            "package_cache_max_bytes",
             "image_layer_jobs",
             "login_failures_per_user",
             "login_failures_per_address",

@@ -34,6 +34,9 @@ def start_services(settings: Settings, *, workers: int = 2) -> Context:
     if settings.redis_url:
         ctx.jobs = RQQueue(settings)  # builds run on `condastore worker` processes
         _watch(ctx, settings)
+        # Servers settle lost builds too: a cluster whose workers all died still
+        # requeues their builds for the next worker to start.
+        ctx.background.append(Reaper(ctx).start())
         return ctx
     # gunicorn's workers each run this engine: one of them runs each round of maintenance.
     ctx.background.append(

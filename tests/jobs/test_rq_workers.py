@@ -108,7 +108,7 @@ def test_cancel_a_running_build(rq_ctx, workers, slow_channel, service_env):
     done = wait_for(rq_ctx, build.id, "finished", timeout=30)
     assert done.status == BuildStatus.CANCELED
     assert time.monotonic() - asked < 10
-    assert done.artifacts == [] or {a.kind for a in done.artifacts} == {"log"}
+    assert {a.kind for a in done.artifacts} == {"log"}  # every build ends with its log
     envs = Path(service_env["CONDASTORE_DATA_DIR"]) / "envs"
     assert not list(envs.glob(f"*{done.build_key}*")) if envs.exists() else True
 
@@ -126,10 +126,73 @@ def test_queued_builds_wait_for_a_worker_of_their_kind(rq_ctx, workers, make_tes
     workers.start("--queue", "build")
     for b in queued:
         assert wait_for(rq_ctx, b.id, "finished").status == BuildStatus.COMPLETED
-    # The tarballs wait on the artifacts queue, which the first worker serves.
+    # The tarballs are made by the build's own job, where the prefix is.
     deadline = time.monotonic() + 60
     while not all(
         "tarball" in {a.kind for a in builds.get_build(rq_ctx, b.id).artifacts} for b in queued
     ):
         assert time.monotonic() < deadline, "the artifacts worker made no tarball"
         time.sleep(0.2)
+
+
+def test_servers_in_redis_mode_requeue_lost_builds(rq_ctx, service_env, make_test_channel):
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from condastore_core.db.models import Build, utcnow
+    from condastore_core.settings import load_settings
+    from condastore_web.runtime import start_services
+
+    channel = make_test_channel([PackageDef("hello", "1.0")])
+    build = environments.submit(rq_ctx, "default", spec(channel, "web", "hello"))
+    long_ago = utcnow() - dt.timedelta(seconds=LEASE_SECONDS * 10)
+    with rq_ctx.sessions.begin() as session:  # its worker died: no worker runs at all
+        session.execute(
+            update(Build)
+            .where(Build.id == build.id)
+            .values(status=BuildStatus.BUILDING, heartbeat_at=long_ago, attempts=1)
+        )
+    server = start_services(load_settings(environ=service_env))
+    try:
+        requeued = wait_for(rq_ctx, build.id, {BuildStatus.QUEUED}, timeout=LEASE_SECONDS * 5)
+        assert "no heartbeat" in read_log(rq_ctx, requeued.id).text
+    finally:
+        for service in server.background:
+            service.stop()
+        server.engine.dispose()
+
+
+def test_a_worker_short_of_disk_leaves_the_work_to_one_with_room(
+    rq_ctx, service_env, tmp_path, make_test_channel
+):
+    from tests.jobs.conftest import Workers
+
+    (tmp_path / "full-logs").mkdir()
+    full = Workers(
+        {
+            **service_env,
+            "CONDASTORE_DATA_DIR": str(tmp_path / "full"),
+            "CONDASTORE_MIN_FREE_BYTES": str(1 << 60),  # more than any disk has
+        },
+        tmp_path / "full-logs",
+    )
+    (tmp_path / "room-logs").mkdir()
+    room = Workers(
+        {**service_env, "CONDASTORE_DATA_DIR": str(tmp_path / "room")}, tmp_path / "room-logs"
+    )
+    try:
+        short = full.start()
+        channel = make_test_channel([PackageDef("hello", "1.0")])
+        build = environments.submit(rq_ctx, "default", spec(channel, "web", "hello"))
+        time.sleep(3)
+        assert builds.get_build(rq_ctx, build.id).status == BuildStatus.QUEUED
+        assert "taking no work" in full.log(short)
+        room.start()
+        done = wait_for(rq_ctx, build.id, "finished")
+        assert done.status == BuildStatus.COMPLETED
+        assert (tmp_path / "room" / "envs" / done.build_key).is_dir()
+        assert not (tmp_path / "full" / "envs").exists()
+    finally:
+        full.stop_all()
+        room.stop_all()

@@ -407,3 +407,21 @@ def test_blob_uploads_abandoned_by_a_stopped_process_are_discarded(ctx):
     assert {s.upload_id for s in ctx.store.staged_uploads()} == {abandoned, writing, pushed}
     assert gc.collect(ctx).uploads_discarded == [abandoned]
     assert {s.upload_id for s in ctx.store.staged_uploads()} == {writing, pushed}
+
+
+def test_a_dry_run_reports_exactly_what_the_real_run_removes(ctx, make_test_channel):
+    channel = make_test_channel([PackageDef("hello", v) for v in ("1.0", "2.0", "3.0")])
+    for version in ("1.0", "2.0", "3.0"):
+        environments.submit(ctx, "default", spec(channel, version))
+        ctx.jobs.wait_idle(timeout=60)
+    failed = environments.submit(ctx, "default", spec(channel, "9.9"))  # solves to nothing
+    ctx.jobs.wait_idle(timeout=60)
+    assert builds.get_build(ctx, failed.id).status == BuildStatus.FAILED
+    policies.set_policy(ctx, "default", {"max_builds_kept": 1})
+    push_image(ctx, "team/app", "v2", b"layer of an untagged manifest")
+    reg.delete_manifest(ctx, "team/app", "v2")
+
+    dry = gc.collect(ctx, dry_run=True, grace_seconds=0, prune_untagged=True).to_json()
+    real = gc.collect(ctx, grace_seconds=0, prune_untagged=True).to_json()
+    assert real["builds_collected"] and real["prefixes_removed"] and real["blobs_deleted"]
+    assert {**dry, "dry_run": False} == real

@@ -14,6 +14,7 @@ from condastore_core.auth.keys import DatabaseKeyRing, FileKeyRing, KeyRing
 from condastore_core.auth.tokens import TokenSigner
 from condastore_core.builds import LocalBuilder
 from condastore_core.channels import ChannelGate
+from condastore_core.clusterlock import ClusterLocks, cluster_locks
 from condastore_core.db.base import make_engine, make_sessionmaker
 from condastore_core.db.migrate import upgrade
 from condastore_core.isolation import Limits, run_isolated
@@ -42,6 +43,8 @@ class Context:
     store: BlobStore
     solver: Solver
     signer: TokenSigner
+    #: Locks that serialise work across every process and machine of the installation.
+    locks: ClusterLocks
     #: Where new builds are sent; set by whoever runs the service (web app, worker).
     jobs: JobQueue | None = field(default=None)
     #: Watched spec directories of this process (``service.watch.DirectoryWatcher``).
@@ -71,6 +74,9 @@ class Context:
             ),
             solver_for(settings),
             TokenSigner(key_ring(settings, engine)),
+            cluster_locks(
+                engine, settings.data_dir, settings.redis_url, settings.build_lease_seconds
+            ),
             credentials=VerifiedCredentials(settings.basic_auth_cache_seconds),
             login_failures=FailureThrottle(window=settings.login_failure_window_seconds),
         )

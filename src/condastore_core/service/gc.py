@@ -99,15 +99,23 @@ def collect(
     prune_untagged: bool = False,
 ) -> GcReport:
     """Apply retention, purge abandoned uploads, then sweep every blob nothing live references."""
+    with ctx.locks.hold("gc"):  # one round at a time in the whole cluster
+        return _collect(ctx, dry_run, grace_seconds, prune_untagged)
+
+
+def _collect(ctx: Context, dry_run: bool, grace_seconds: float, prune_untagged: bool) -> GcReport:
     report = GcReport(dry_run=dry_run)
     _retention(ctx, report, dry_run)
-    _remove_prefixes(ctx, report, dry_run)
+    # A dry run changes nothing, so what retention would collect is passed on: the
+    # report then says exactly what the real run removes.
+    collected = set(report.builds_collected)
+    remove_prefixes(ctx, report, dry_run, collected)
     _remove_leftovers(ctx, report, dry_run)
     report.uploads_discarded = discard_abandoned_uploads(ctx, grace_seconds, dry_run=dry_run)
     if prune_untagged:
         _prune_untagged(ctx, report, dry_run, grace_seconds)
     _purge_uploads(ctx, report, dry_run)
-    _sweep(ctx, report, dry_run, grace_seconds)
+    _sweep(ctx, report, dry_run, grace_seconds, collected)
     return report
 
 
@@ -161,7 +169,8 @@ def _retention(ctx: Context, report: GcReport, dry_run: bool) -> None:
             session.commit()
 
 
-def _remove_prefixes(ctx: Context, report: GcReport, dry_run: bool) -> None:
+def remove_prefixes(ctx: Context, report: GcReport, dry_run: bool, collected: set[int]) -> None:
+    """Remove this machine's prefixes of builds no live build shares (``collected`` are not)."""
     envs = layout.prefix_dir(ctx.settings.data_dir, "x").parent
     if not envs.is_dir():
         return
@@ -169,7 +178,9 @@ def _remove_prefixes(ctx: Context, report: GcReport, dry_run: bool) -> None:
         live = set(
             session.scalars(
                 select(Build.build_key).where(
-                    Build.deleted_at.is_(None), Build.build_key.is_not(None)
+                    Build.deleted_at.is_(None),
+                    Build.build_key.is_not(None),
+                    Build.id.not_in(collected),
                 )
             )
         )
@@ -308,12 +319,21 @@ def _manifest_doc(ctx: Context, digest: str) -> dict:
         return {}
 
 
-def _mark(ctx: Context, grace: float) -> set[str]:
+def _mark(ctx: Context, grace: float, collected: set[int]) -> set[str]:
     live: set[str] = set()
     cutoff = utcnow() - dt.timedelta(seconds=grace)
+    ended_badly = Build.status.in_([BuildStatus.FAILED, BuildStatus.CANCELED])
     with ctx.sessions() as session:
         live.update(
-            session.scalars(select(Artifact.digest).join(Build).where(Build.deleted_at.is_(None)))
+            session.scalars(
+                select(Artifact.digest)
+                .join(Build)
+                .where(
+                    Build.deleted_at.is_(None),
+                    Build.id.not_in(collected),
+                    ~(ended_badly & (Artifact.kind != "log")),  # retention drops those
+                )
+            )
         )
         for created, digest in session.execute(
             select(RegistryBlob.created_at, RegistryBlob.digest)
@@ -338,8 +358,10 @@ def _mark(ctx: Context, grace: float) -> set[str]:
     return live
 
 
-def _sweep(ctx: Context, report: GcReport, dry_run: bool, grace: float) -> None:
-    live = _mark(ctx, grace)
+def _sweep(
+    ctx: Context, report: GcReport, dry_run: bool, grace: float, collected: set[int]
+) -> None:
+    live = _mark(ctx, grace, collected)
     cutoff = time.time() - grace
     dead: list[str] = []
     for info in list(ctx.store.iterate()):

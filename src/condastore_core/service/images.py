@@ -14,8 +14,9 @@ Layers come from :class:`~condastore_core.image.builder.ImageBuilder`, one per
 package and shared between images. Missing layers are built by layer jobs on
 the job engine, several in parallel; the request waits for them up to
 ``image_wait_seconds`` and then tells the client to retry (the jobs go on).
-Requests for the same image wait on one lock and the second finds the first
-one's result; across servers, equal layer jobs share a job id.
+Requests for the same image, on any server, wait on one cluster lock and the
+second finds the first one's result; equal layer jobs share a job id, and a
+layer job that runs twice (two servers enqueued it) builds once.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from condastore_core.image.builder import ImageBuilder, LayerPlan
 from condastore_core.isolation import run_isolated
 from condastore_core.jobs.base import JobQueue
 from condastore_core.lock import Lock, LockedPackage, parse_conda_lock_yaml
-from condastore_core.locks import file_lock
+from condastore_core.locks import shared_file_lock
 from condastore_core.oci_client import RegistryClientError
 from condastore_core.progress import Reporter
 from condastore_core.service import registry as reg
@@ -280,7 +281,13 @@ def _build_layers_here(
     ctx = Context.from_settings(settings, migrate=False)
     try:
         builder = image_builder(ctx, prefix=prefix, compression=compression)
-        return len(builder.build_layers(lock, platform, names, reporter))
+        keys = sorted(builder.plan(lock, platform).keys[name] for name in names)
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:40]
+        with (
+            ctx.locks.hold(f"layers:{digest}"),  # the second finds the first one's layers
+            shared_file_lock(layout.package_cache_lock_path(ctx.settings.data_dir)),
+        ):
+            return len(builder.build_layers(lock, platform, names, reporter))
     finally:
         ctx.engine.dispose()
 
@@ -585,6 +592,5 @@ def _retag(ctx: Context, repository: str, tag: str, image: reg.StoredManifest) -
 
 
 def _image_lock(ctx: Context, repository: str, key: str) -> contextlib.AbstractContextManager[None]:
-    """One maker per image on this machine; the others wait and then find it made."""
-    name = "image-" + re.sub(r"[^a-z0-9._-]", "_", f"{repository}-{key}")
-    return file_lock(layout.lock_file_path(ctx.settings.data_dir, name))
+    """One maker per image in the cluster; the others wait and then find it made."""
+    return ctx.locks.hold(f"image:{repository}:{key}")

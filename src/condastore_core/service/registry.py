@@ -262,36 +262,54 @@ def put_manifest(
         subject_digest = str(parse_digest(subject["digest"]))
     artifact_type = artifact_type_of(doc, media_type)
     info = _put_bytes(ctx, body, digest)
+    fields = {
+        "media_type": media_type,
+        "size": info,
+        "artifact_type": artifact_type,
+        "subject": subject_digest,
+        "annotations": doc.get("annotations"),
+    }
+    for attempt in range(_RACE_ATTEMPTS):
+        try:
+            _record_manifest(ctx, repository, str(digest), fields, wanted_tags)
+            break
+        except IntegrityError:
+            # Another request stored the same manifest or tag meanwhile: the next try
+            # finds its rows and updates them, so both requests answer the same result.
+            if attempt == _RACE_ATTEMPTS - 1:
+                raise
+    return StoredManifest(str(digest), media_type, info, tuple(wanted_tags))
+
+
+#: A uniqueness race is lost at most once per row, and a push holds one manifest and few tags.
+_RACE_ATTEMPTS = 5
+
+
+def _record_manifest(
+    ctx: Context, repository: str, digest: str, fields: dict[str, Any], tags: list[str]
+) -> None:
+    """The manifest's row (if new) and its tags, in one transaction."""
     with ctx.sessions.begin() as session:
         row = session.scalar(
             select(RegistryManifest).where(
                 RegistryManifest.repository == repository,
-                RegistryManifest.digest == str(digest),
+                RegistryManifest.digest == digest,
             )
         )
         if row is None:
-            session.add(
-                RegistryManifest(
-                    repository=repository,
-                    digest=str(digest),
-                    media_type=media_type,
-                    size=info,
-                    artifact_type=artifact_type,
-                    subject=subject_digest,
-                    annotations=doc.get("annotations"),
-                )
-            )
-        for name in wanted_tags:
+            session.add(RegistryManifest(repository=repository, digest=digest, **fields))
+            session.flush()
+        for name in tags:
             existing = session.scalar(
                 select(RegistryTag).where(
                     RegistryTag.repository == repository, RegistryTag.name == name
                 )
             )
             if existing is None:
-                session.add(RegistryTag(repository=repository, name=name, digest=str(digest)))
+                session.add(RegistryTag(repository=repository, name=name, digest=digest))
+                session.flush()
             else:
-                existing.digest, existing.updated_at = str(digest), utcnow()
-    return StoredManifest(str(digest), media_type, info, tuple(wanted_tags))
+                existing.digest, existing.updated_at = digest, utcnow()
 
 
 def manifest_subject(body: bytes) -> str | None:

@@ -3,8 +3,13 @@
 Runs wherever the job engine puts it (a thread of ``condastore serve``, an RQ
 worker). It takes a QUEUED build only, so running it twice is harmless. A build
 ends COMPLETED, FAILED (with the reason) or CANCELED, always with its log
-stored as an artifact; artifacts are recorded only once their bytes are in the
-blob store, and the environment's current build moves only on success.
+stored as an artifact (a build stopped from outside, or whose worker was
+lost, too); artifacts are recorded only once their bytes are in the blob store,
+and the environment's current build moves only on success.
+
+Builds of one lock take turns on a cluster lock (``build:<lock hash>``), so
+the whole cluster installs and packs each lock once and later builds reuse
+the result; the tarball is made in the build's own job, where its prefix is.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import socket
 import threading
 import traceback
+from collections.abc import Callable
 
 from sqlalchemy import delete, select, update
 
@@ -25,12 +31,13 @@ from condastore_core.digests import Digest
 from condastore_core.diskspace import is_out_of_space, out_of_space_error
 from condastore_core.errors import BuildCanceled, CondastoreError, PackError
 from condastore_core.lock import Lock, parse_conda_lock_yaml
+from condastore_core.render import render_text_artifacts
 from condastore_core.service.context import Context
 from condastore_core.service.images import attach_artifacts
 from condastore_core.service.logs import BuildLog, log_length, read_log
 from condastore_core.service.policies import enforce_retention, namespace_gate
 from condastore_core.spec import EnvironmentSpec
-from condastore_core.store import put
+from condastore_core.store import put, read_all
 
 logger = logging.getLogger(__name__)
 
@@ -123,20 +130,27 @@ def _run_claimed(ctx: Context, build_id: int) -> None:
         _record_lock(ctx, build_id, lock)
         log.log(f"lock {lock.lock_hash[:12]}, build key {lock.build_key}")
         log.check_canceled(force=True)
-        artifacts = _reusable_artifacts(ctx, build_id, lock.lock_hash)
-        if artifacts is not None:
-            log.log(f"reusing the artifacts of build {artifacts[0]} (same lock)")
-            _finish(ctx, build_id, env_id, log, BuildStatus.COMPLETED, artifacts[1], artifacts[0])
-            if ArtifactKind.TARBALL.value not in artifacts[1]:
-                _queue_pack(ctx, build_id, log)
-        else:
-            result = ctx.builder().build(spec, lock=lock, reporter=log)
-            log.check_canceled(force=True)
-            found = {k.value: (str(a.digest), a.size) for k, a in result.artifacts.items()}
-            found.pop(ArtifactKind.LOG.value, None)  # this build's own log replaces it
-            _finish(ctx, build_id, env_id, log, BuildStatus.COMPLETED, found)
-            if result.prefix is not None:
-                _queue_pack(ctx, build_id, log)
+        # One install per lock in the whole cluster: builds of the same lock wait here,
+        # then find the first one's artifacts and reuse them.
+        with ctx.locks.hold(f"build:{lock.lock_hash}", waiting=log.check_canceled):
+            reused = _reusable_artifacts(ctx, build_id, lock.lock_hash)
+            if reused is not None:
+                source, found = reused
+                log.log(f"reusing the artifacts of build {source} (same lock)")
+                found.update(_own_text_artifacts(ctx, spec, lock))
+            else:
+                result = ctx.builder().build(spec, lock=lock, reporter=log)
+                log.check_canceled(force=True)
+                source = None
+                found = {k.value: (str(a.digest), a.size) for k, a in result.artifacts.items()}
+                found.pop(ArtifactKind.LOG.value, None)  # this build's own log replaces it
+            # Packed in this job, where the prefix is, before the build says COMPLETED.
+            installable = ctx.builder().install_platform in lock.packages
+            if ctx.settings.tarball and installable and ArtifactKind.TARBALL.value not in found:
+                tarball = _pack_here(ctx, build_id, spec, lock, log)
+                if tarball is not None:
+                    found[ArtifactKind.TARBALL.value] = tarball
+            _finish(ctx, build_id, env_id, log, BuildStatus.COMPLETED, found, source)
     except BuildCanceled:
         log.log("canceled")
         _finish(ctx, build_id, env_id, log, BuildStatus.CANCELED, {})
@@ -150,45 +164,87 @@ def _run_claimed(ctx: Context, build_id: int) -> None:
         _finish(ctx, build_id, env_id, log, BuildStatus.FAILED, {}, error=message)
 
 
-def _queue_pack(ctx: Context, build_id: int, log: BuildLog) -> None:
-    """The tarball is slow: it is made by a job of its own, on the artifacts queue."""
-    if ctx.settings.tarball and ctx.jobs is not None:
-        log.log("conda-pack tarball queued")
-        ctx.jobs.enqueue_pack(build_id)
+def _own_text_artifacts(
+    ctx: Context, spec: EnvironmentSpec, lock: Lock
+) -> dict[str, tuple[str, int]]:
+    """The text artifacts of a reused lock as this build's spec names them (its own name)."""
+    builder = ctx.builder()
+    platform = builder.install_platform
+    rendered = render_text_artifacts(
+        spec, lock, platform if platform in lock.packages else lock.platforms[0]
+    )
+    found = {}
+    for kind, data in rendered.items():
+        info = put(ctx.store, data)
+        found[kind.value] = (str(info.digest), info.size)
+    return found
+
+
+def _pack_here(
+    ctx: Context, build_id: int, spec: EnvironmentSpec, lock: Lock, log: BuildLog
+) -> tuple[str, int] | None:
+    """The conda-pack tarball, made on the machine that holds (or now installs) the prefix.
+
+    A failure is recorded on the build (``artifact_errors``), which completes without it.
+    """
+    log.step("packing")
+    log.log("packing the prefix with conda-pack")
+    try:
+        builder = ctx.builder()
+        info = builder.pack(lock.build_key)
+        if info is None:  # built on another machine: put the prefix here first
+            log.log("the prefix is not on this machine: installing it to pack it")
+            builder.build(spec, lock=lock, reporter=log)
+            info = builder.pack(lock.build_key)
+            if info is None:
+                raise PackError(f"the lock has no {builder.install_platform} packages to pack")
+    except BuildCanceled:
+        raise
+    except Exception as exc:
+        _record_artifact_error(ctx, build_id, log, ArtifactKind.TARBALL, exc)
+        return None
+    log.log(f"tarball: {info.size} bytes ({info.digest})")
+    return str(info.digest), info.size
 
 
 def pack_build(ctx: Context, build_id: int) -> bool:
-    """Add the conda-pack tarball to a completed build; returns whether one was added."""
+    """Add the conda-pack tarball to a completed build; returns whether one was added.
+
+    Made where the job runs: a machine without the build's prefix installs it
+    from the build's lock first, so the tarball never depends on which worker
+    took the job.
+    """
     with ctx.sessions() as session:
         build = session.get(Build, build_id)
         if build is None or build.status != BuildStatus.COMPLETED or build.build_key is None:
             return False
-        if any(a.kind == ArtifactKind.TARBALL.value for a in build.artifacts):
+        kinds = {a.kind: a.digest for a in build.artifacts}
+        if ArtifactKind.TARBALL.value in kinds or ArtifactKind.LOCKFILE.value not in kinds:
             return False
-        key = build.build_key
+        spec = EnvironmentSpec.from_dict(build.specification.spec)
+        lockfile = kinds[ArtifactKind.LOCKFILE.value]
     log = BuildLog(ctx, build_id, start=log_length(ctx, build_id))
-    log.log("packing the prefix with conda-pack")
     try:
-        info = ctx.builder().pack(key)
-        if info is None:
-            raise PackError("the build's prefix is not on the machine that ran the packing job")
-        log.log(f"tarball: {info.size} bytes ({info.digest})")
+        lock = parse_conda_lock_yaml(read_all(ctx.store, Digest.parse(lockfile)))
+        with ctx.locks.hold(f"build:{lock.lock_hash}"):
+            packed = _pack_here(ctx, build_id, spec, lock, log)
+        if packed is None:
+            return False
         log_info = put(ctx.store, read_log(ctx, build_id).text.encode())
     except Exception as exc:
         _record_artifact_error(ctx, build_id, log, ArtifactKind.TARBALL, exc)
         return False
+    digest, size = packed
     with ctx.sessions.begin() as session:
         build = session.get_one(Build, build_id)
         build.artifact_errors = _without(build.artifact_errors, ArtifactKind.TARBALL)
         session.add(
-            Artifact(
-                build_id=build_id, kind=info.kind.value, digest=str(info.digest), size=info.size
-            )
+            Artifact(build_id=build_id, kind=ArtifactKind.TARBALL.value, digest=digest, size=size)
         )
         for artifact in build.artifacts:
             if artifact.kind == ArtifactKind.LOG.value:  # the stored log now tells of the packing
                 artifact.digest, artifact.size = str(log_info.digest), log_info.size
-        build.size = (build.size or 0) + info.size
+        build.size = (build.size or 0) + size
     try:
         attach_artifacts(ctx, build_id)
     except Exception:  # the tarball is recorded: the next pull of the image attaches it
@@ -339,23 +395,59 @@ def reap_lost_builds(ctx: Context, *, lease_seconds: float | None = None) -> lis
         BuildLog(ctx, build_id, start=log_length(ctx, build_id)).log(
             f"lost {who} (no heartbeat for {lease:g} s): build {status.value.lower()}"
         )
+        if status != BuildStatus.QUEUED:
+            store_log(ctx, build_id)
     return requeue
+
+
+def store_log(ctx: Context, build_id: int, settle: Callable[[Build], bool] | None = None) -> None:
+    """Keep a build's log as its ``log`` artifact (replacing an older one), as it is now.
+
+    ``settle``, when given, changes the build in the same transaction (its final
+    status, say), so nobody sees it ended without its log; False leaves it all alone.
+    """
+    info = put(ctx.store, read_log(ctx, build_id).text.encode())
+    with ctx.sessions.begin() as session:
+        build = session.get_one(Build, build_id)
+        if settle is not None and not settle(build):
+            return
+        for artifact in build.artifacts:
+            if artifact.kind == ArtifactKind.LOG.value:
+                artifact.digest, artifact.size = str(info.digest), info.size
+                return
+        session.add(
+            Artifact(
+                build_id=build_id,
+                kind=ArtifactKind.LOG.value,
+                digest=str(info.digest),
+                size=info.size,
+            )
+        )
 
 
 def settle_stopped(ctx: Context, build_id: int) -> None:
     """A build whose work process was killed on request: CANCELED, its half-prefix removed."""
-    with ctx.sessions.begin() as session:
+    with ctx.sessions() as session:
         build = session.get(Build, build_id)
         if build is None or build.status != BuildStatus.BUILDING:
             return
+        key, canceled = build.build_key, build.cancel_requested
+    if key is not None:
+        ctx.builder().discard_incomplete(key)
+    BuildLog(ctx, build_id, start=log_length(ctx, build_id)).log(
+        "stopped: build canceled" if canceled else "stopped: the build's work process was stopped"
+    )
+
+    def settle(build: Build) -> bool:
+        if build.status != BuildStatus.BUILDING:
+            return False  # settled meanwhile (by the reaper)
         build.status = BuildStatus.CANCELED if build.cancel_requested else BuildStatus.FAILED
         build.step = build.status.value.lower()
         build.error = None if build.cancel_requested else "the build's work process was stopped"
         build.ended_at = utcnow()
-        key = build.build_key
-    if key is not None:
-        ctx.builder().discard_incomplete(key)
-    BuildLog(ctx, build_id, start=log_length(ctx, build_id)).log("stopped: build canceled")
+        return True
+
+    store_log(ctx, build_id, settle)
 
 
 def recover_interrupted(ctx: Context) -> list[int]:
@@ -368,6 +460,7 @@ def recover_interrupted(ctx: Context) -> list[int]:
     Enqueuing a QUEUED build twice is harmless: only one claim takes it.
     """
     cutoff = utcnow() - dt.timedelta(seconds=ctx.settings.build_lease_seconds)
+    failed = []
     with ctx.sessions.begin() as session:
         for build in session.scalars(select(Build).where(Build.status == BuildStatus.BUILDING)):
             stale = build.heartbeat_at is None or as_utc(build.heartbeat_at) < cutoff
@@ -377,11 +470,15 @@ def recover_interrupted(ctx: Context) -> list[int]:
             build.error = "the server stopped while this build was running"
             build.step = "failed"
             build.ended_at = utcnow()
-        return list(
+            failed.append(build.id)
+        queued = list(
             session.scalars(
                 select(Build.id).where(Build.status == BuildStatus.QUEUED).order_by(Build.id)
             )
         )
+    for build_id in failed:
+        store_log(ctx, build_id)
+    return queued
 
 
 def _process_alive(worker: str | None) -> bool:
