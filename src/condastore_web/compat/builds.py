@@ -136,9 +136,8 @@ class Packages:
         rows = [
             p
             for p in builds.build_packages(self.ctx, build_id)
-            if (not search or search in p.name)
-            and (not exact or p.name == exact)
-            and (not build_string or p.build == build_string)
+            if (not search or (p.name == search if exact else search in p.name))
+            and (not build_string or build_string in p.build)
         ]
         channels = list(self.ctx.settings.channels)
         paginated(

@@ -55,16 +55,21 @@ class Channels:
 
 
 class Packages:
-    """Packages of the configured channels whose name contains ``search`` (or is ``exact``)."""
+    """Packages whose name contains ``search`` (is ``search``, with ``exact`` set).
+
+    In the configured channels, or (beyond conda-store) in the ``channel``
+    parameters' channels, which pass the channel gate as in our ``/packages``.
+    """
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         require_login(req)
-        exact = param(req, "exact")
-        query = (exact or param(req, "search") or "").strip()
-        channels = list(self.ctx.settings.channels)
+        exact = bool(param(req, "exact"))
+        query = (param(req, "search") or "").strip()
+        configured = list(self.ctx.settings.channels)
+        channels = list_param(req, "channel") or configured
         rows: list[dict[str, Any]] = []
         if query:
             gate = namespace_gate(self.ctx, DEFAULT_NAMESPACE)
@@ -73,7 +78,7 @@ class Packages:
             )
             distinct = set(list_param(req, "distinct_on"))
             for summary in found:
-                if exact and summary.name != exact:
+                if exact and summary.name != query:
                     continue
                 versions = [summary.latest] if "version" not in distinct and distinct else []
                 for version in versions or list(summary.versions):
@@ -81,7 +86,7 @@ class Packages:
                     rows.append(
                         {
                             "id": len(rows) + 1,
-                            "channel": shapes.channel(channels, channel),
+                            "channel": shapes.channel(configured, channel),
                             "license": None,
                             "name": summary.name,
                             "version": version,

@@ -120,8 +120,9 @@ def paginated(
     default_sort: list[str],
 ) -> None:
     """Answer one page of ``items``, sorted as the request asks, in conda-store's envelope."""
-    page = int_param(req, "page", 1) or 1
-    size = int_param(req, "size", MAX_PAGE_SIZE) or MAX_PAGE_SIZE
+    asked_page, asked_size = int_param(req, "page"), int_param(req, "size")
+    page = 1 if asked_page is None else asked_page
+    size = MAX_PAGE_SIZE if asked_size is None else asked_size
     if page < 1:
         raise InvalidRequest(f"page must be at least 1, not {page}")
     if size < 1:
