@@ -394,3 +394,41 @@ def test_namespace_role_mappings_are_role_bindings(world):  # noqa: F811
         "/api/v1/namespace/team/role", json={"other_namespace": "otto"}, headers=admin
     )
     assert client.simulate_get("/api/v1/environment/team/app/", headers=other).status_code == 404
+
+
+def test_specs_as_conda_store_clients_send_them(world, ctx):  # noqa: F811
+    client, token_for, fill = world
+    editor = auth(token_for, "editor")
+    # conda-store's UI always sends ``prefix`` and empty optional fields.
+    spec = f"name: from-ui\nchannels: ['{fill['channel']}']\ndependencies: [hello]\n"
+    ui = client.simulate_post(
+        "/api/v1/specification/",
+        json={"namespace": "team", "specification": spec + "prefix: null\nvariables: null\n"},
+        headers=editor,
+    )
+    assert ui.status_code == 200, ui.text
+    # A conda-lock file (``is_lockfile``) builds exactly that lock.
+    lock = client.simulate_get(f"/api/v1/build/{fill['build']}/lockfile/", headers=editor).text
+    locked = client.simulate_post(
+        "/api/v1/specification/",
+        json={
+            "namespace": "team",
+            "specification": lock,
+            "is_lockfile": True,
+            "environment_name": "from-lock",
+            "environment_description": "pinned",
+        },
+        headers=editor,
+    )
+    assert locked.status_code == 200, locked.text
+    ctx.jobs.wait_idle(timeout=120)
+    for name, build_id in (("from-ui", ui.json["data"]["build_id"]),
+                           ("from-lock", locked.json["data"]["build_id"])):  # fmt: skip
+        build = client.simulate_get(f"/api/v1/build/{build_id}/", headers=editor).json["data"]
+        assert build["status"] == "COMPLETED", build
+        env = client.simulate_get(f"/api/v1/environment/team/{name}/", headers=editor).json
+        assert env["data"]["current_build_id"] == build_id
+    described = client.simulate_get("/api/v1/environment/team/from-lock/", headers=editor).json
+    assert described["data"]["description"] == "pinned"
+    again = client.simulate_get("/api/v1/environment/team/from-lock/lockfile/", headers=editor)
+    assert [p["name"] for p in yaml.safe_load(again.text)["package"]] == ["hello"]

@@ -14,13 +14,14 @@ import falcon
 import yaml
 
 from condastore_core.auth.rbac import Action
+from condastore_core.bounded import check_size, check_yaml, yaml_loader
 from condastore_core.db.models import Build, Environment
 from condastore_core.errors import InvalidRequest, NotFound
 from condastore_core.lock import parse_conda_lock_yaml
 from condastore_core.service import builds, environments, namespaces
 from condastore_core.service.context import Context
 from condastore_core.service.policies import namespace_gate
-from condastore_core.spec import EnvironmentSpec, parse_spec
+from condastore_core.spec import MAX_SPEC_BYTES, EnvironmentSpec, parse_spec
 from condastore_web.api.access import access_policy, principal, require, require_login, visibility
 from condastore_web.compat.auth import primary_namespace
 from condastore_web.compat.envelope import (
@@ -157,6 +158,25 @@ def lockfile_spec(body: SpecificationSubmit) -> tuple[EnvironmentSpec, str]:
     return spec, body.specification
 
 
+def conda_store_spec(text: str) -> EnvironmentSpec:
+    """A spec as conda-store's clients write it: ours, plus ``prefix`` and empty fields.
+
+    conda-store's UI sends ``prefix: null`` and ``variables: null``; conda-store
+    builds ignore ``prefix``, so it is dropped here with every empty field.
+    """
+    check_size(text, MAX_SPEC_BYTES, "the specification")
+    try:
+        check_yaml(text, "the specification")
+        data = yaml.load(text, Loader=yaml_loader())
+    except yaml.YAMLError:
+        raise InvalidRequest("Unable to parse. Invalid YAML") from None
+    if isinstance(data, dict) and ("prefix" in data or None in data.values()):
+        return EnvironmentSpec.from_dict(
+            {k: v for k, v in data.items() if k != "prefix" and v is not None}
+        )
+    return parse_spec(text)
+
+
 class Specification:
     """``GET``: solve without building (conda-store's CLI ``solve``); ``POST``: submit."""
 
@@ -205,10 +225,7 @@ class Specification:
         if body.is_lockfile:
             spec, lock_text = lockfile_spec(body)
         else:
-            try:
-                spec = parse_spec(body.specification)
-            except yaml.YAMLError:
-                raise InvalidRequest("Unable to parse. Invalid YAML") from None
+            spec = conda_store_spec(body.specification)
         if body.environment_description and not body.is_lockfile:
             spec = spec.model_copy(update={"description": body.environment_description})
         hidden = NotFound(f"namespace {namespace!r} does not exist")
