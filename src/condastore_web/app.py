@@ -17,7 +17,7 @@ from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
 from condastore_registry import app as registry
-from condastore_web import observability
+from condastore_web import compat, observability
 from condastore_web.api import access, accounts, builds, environments, errors, misc, namespaces
 from condastore_web.headers import SecurityHeaders
 from condastore_web.ui import pages
@@ -69,6 +69,7 @@ def create_app(
     app.add_route(f"{build}/cancel", builds.BuildCancel(ctx))
     app.add_route(f"{build}/rebuild", builds.BuildRebuild(ctx))
     app.add_route(f"{build}/artifacts/{{kind}}", builds.BuildArtifact(ctx))
+    compat.mount(app, ctx)
     registry.mount(app, ctx, authenticator)
     pages.mount(app, ctx, authenticator)
     observability.mount(app, ctx, metrics)

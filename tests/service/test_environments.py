@@ -176,3 +176,26 @@ def test_tarball_is_made_by_a_job_of_its_own(database_url, tmp_path, channel):
     log = read_all(context.store, Digest.parse(kinds["log"].digest)).decode()
     assert "tarball:" in log  # the stored log tells of the packing too
     context.jobs.shutdown()
+
+
+def test_a_finished_build_that_is_not_current_can_be_deleted(ctx, channel):
+    old = build_and_wait(ctx, "default", spec(channel, "hello 1.0"))
+    new = build_and_wait(ctx, "default", spec(channel, "hello 2.0"))
+    with pytest.raises(Conflict, match="current build"):
+        builds.delete_build(ctx, new.id)
+    builds.delete_build(ctx, old.id)
+    with pytest.raises(NotFound):
+        builds.get_build(ctx, old.id)
+    assert [b.id for b in builds.list_builds(ctx).items] == [new.id]
+    assert environments.get_environment(ctx, "default", "web").current_build_id == new.id
+
+
+def test_a_description_changes_without_a_build(ctx, channel):
+    build_and_wait(ctx, "default", spec(channel, "hello 1.0"))
+    env = environments.set_description(ctx, "default", "web", "the team's web stack")
+    assert env.description == "the team's web stack"
+    assert len(builds.list_builds(ctx).items) == 1
+    with pytest.raises(InvalidRequest):
+        environments.set_description(ctx, "default", "web", "x" * 5000)
+    with pytest.raises(NotFound):
+        environments.set_description(ctx, "default", "nope", "")

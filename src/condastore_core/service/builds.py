@@ -123,6 +123,17 @@ def cancel_build(ctx: Context, build_id: int) -> Build:
     return get_build(ctx, build_id)
 
 
+def delete_build(ctx: Context, build_id: int) -> None:
+    """Soft-delete one finished build that is not current; collection removes its blobs."""
+    with ctx.sessions.begin() as session:
+        build = find_build(session, build_id)
+        if build.environment.current_build_id == build.id:
+            raise Conflict(f"build {build_id} is the current build of its environment")
+        if not build.status.finished:
+            raise Conflict(f"build {build_id} is still {build.status.value}; cancel it first")
+        build.deleted_at = utcnow()
+
+
 def rebuild(ctx: Context, build_id: int, submitted_by: str | None = None) -> Build:
     """Queue a new build of the same spec (and lock, if it was built from one)."""
     check_free_space(ctx)

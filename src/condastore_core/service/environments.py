@@ -223,6 +223,17 @@ def set_current_build(ctx: Context, namespace: str, name: str, build_id: int) ->
     return get_environment(ctx, namespace, name)
 
 
+def set_description(ctx: Context, namespace: str, name: str, description: str) -> Environment:
+    """Change what an environment says about itself, without a new build."""
+    if len(description) > 4096:
+        raise InvalidRequest("a description may hold at most 4096 characters")
+    with ctx.sessions.begin() as session:
+        env = find_environment(session, namespace, name)
+        env.description = description
+        env.updated_at = utcnow()
+    return get_environment(ctx, namespace, name)
+
+
 def delete_environment(ctx: Context, namespace: str, name: str) -> None:
     """Soft delete: hidden from lists, rows kept for audit, artifacts left for collection."""
     with ctx.sessions.begin() as session:
