@@ -312,7 +312,8 @@ def conda_lock_content_hash(
         spec = make_lock_spec(
             src_files=[path], platform_overrides=platforms, mapping_url=DEFAULT_MAPPING_URL
         )
-    with default_virtual_package_repodata() as virtual_packages:
+    virtual_packages = default_virtual_package_repodata()
+    with virtual_packages:  # its context gives None, not the repository
         hashes = compute_content_hashes(spec, virtual_packages)
     return {p: hashes[p] for p in platforms}
 
