@@ -144,8 +144,13 @@ def _normalise(raw: Path, output: Path, mtime: int, compress_level: int) -> None
         members: dict[str, tarfile.TarInfo] = {}
         for member in source.getmembers():
             members[member.name] = member  # a later duplicate wins, as on extraction
+        # Empty directories are no package's: rattler leaves some behind (under
+        # ``__clobbers__``) or not, depending on the order its threads link in.
+        parents = {n.rsplit("/", 1)[0] for n in members if "/" in n}
         for name in sorted(members):
             member = members[name]
+            if member.isdir() and name not in parents:
+                continue
             info = tarfile.TarInfo(name)
             info.mode = member.mode
             info.mtime = mtime

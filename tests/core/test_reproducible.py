@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,21 +30,25 @@ CRAFTED = [
 
 
 def build_in(root: Path, channels: list[str], deps: list[str], clock: str | None) -> dict:
-    for sub in ("home", "tmp"):
-        (root / sub).mkdir(parents=True)
+    (root / "home").mkdir(parents=True)
+    # Short: child processes put their sockets in TMPDIR (AF_UNIX paths are short).
+    tmp = tempfile.mkdtemp(prefix="r")
     env = {
         **os.environ,
         "HOME": str(root / "home"),
-        "TMPDIR": str(root / "tmp"),
+        "TMPDIR": tmp,
         "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(REPO_ROOT)]),
     }
     command = [sys.executable, "-m", "tests.support.reproduce", str(root / "data")]
     command += [*channels, "--", *deps]
     if clock is not None:
         command = ["faketime", "-f", clock, *command]
-    result = subprocess.run(
-        command, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600
-    )
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
 
