@@ -16,7 +16,12 @@ Then cold pulls of the 10-package image with 4 parallel layer jobs against 1,
 alternating. Ratios are per round, min-median-max, over >= 5 rounds; resident
 memory of the server is reported after the warm pulls.
 
-    python -m benchmarks.images [--rounds 5]
+The cost of reproducibility: the 10-package prefix packed as conda-pack packs
+it (the build machine's paths, owners and clock in the bytes) against
+condastore's reproducible tarball (its packages linked again at a canonical
+path, the tar rewritten sorted and dated by the lock), taking turns at going first.
+
+    python -m benchmarks.images [--rounds 5] [--only-tarball]
 """
 
 from __future__ import annotations
@@ -146,11 +151,74 @@ def warm_seconds(base: str, repo: str, tag: str) -> float:
     return median([pull(base, repo, tag)[0] for _ in range(WARM_PULLS)])
 
 
+def plain_conda_pack(prefix: Path, output: Path) -> None:
+    """The tarball as conda-pack alone makes it (condastore's before it was reproducible)."""
+    import conda_pack
+
+    conda_pack.pack(prefix=str(prefix), output=str(output), format="tar.gz", compress_level=4)
+
+
+def tarball_cost(root: Path, channel: Path, rounds: int) -> dict[str, float]:
+    """Seconds to pack the 10-package prefix: plain conda-pack against the reproducible one."""
+    from condastore_core.install import install_lock
+    from condastore_core.pack import pack_prefix
+    from condastore_core.solve import Solver
+    from condastore_core.spec import EnvironmentSpec
+
+    spec = EnvironmentSpec.from_dict(
+        {"name": "bench", "channels": [channel.as_uri()], "dependencies": PACKAGES}
+    )
+    lock = Solver(cache_dir=root / "repodata").solve(spec, ["linux-64"])
+    prefix = install_lock(lock, "linux-64", root / "pack-env", root / "pkgs")
+    times: dict[str, list[float]] = {"plain": [], "reproducible": []}
+    digests: dict[str, set[str]] = {"plain": set(), "reproducible": set()}
+    for round_no, order in enumerate(alternating(["plain", "reproducible"], rounds)):
+        for side in order:
+            output = root / f"pack-{round_no}-{side}.tar.gz"
+            start = time.perf_counter()
+            if side == "plain":
+                plain_conda_pack(prefix, output)
+            else:
+                pack_prefix(prefix, output)
+            times[side].append(time.perf_counter() - start)
+            digests[side].add(hashlib.sha256(output.read_bytes()).hexdigest())
+            output.unlink()
+    ratios = [r / p for r, p in zip(times["reproducible"], times["plain"], strict=True)]
+    print_table(
+        f"cost of reproducibility: packing the 10-package prefix, {rounds} alternating rounds",
+        ["tarball", "median", "min-median-max (s)", "distinct digests"],
+        [
+            [
+                side,
+                f"{median(times[side]):.2f} s",
+                spread(times[side]),
+                str(len(digests[side])),
+            ]
+            for side in ("plain", "reproducible")
+        ]
+        + [["ratio", "", spread(ratios), ""]],
+    )
+    return {
+        **ratio_figures("tarball_reproducible", ratios),
+        "tarball_plain_s": round(median(times["plain"]), 3),
+        "tarball_reproducible_s": round(median(times["reproducible"]), 3),
+        "tarball_reproducible_digests": len(digests["reproducible"]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only-tarball", action="store_true", help="only the tarball cost")
     args = parser.parse_args()
     channel = sample_channel_dir()
+    if args.only_tarball:
+        root = Path(tempfile.mkdtemp(prefix="condastore-pack-bench-"))
+        try:
+            print_json_line(tarball_cost(root, channel, args.rounds))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        return
     root = Path(tempfile.mkdtemp(prefix="condastore-images-bench-"))
     cold: dict[int, list[float]] = {n: [] for n in SIZES}
     peer_pull: dict[int, list[float]] = {n: [] for n in SIZES}
@@ -238,6 +306,11 @@ def main() -> None:
         ],
     )
     print(f"\nserver RSS after the pulls of 10 packages: {median(rss):.0f} MiB")
+    pack_root = Path(tempfile.mkdtemp(prefix="condastore-pack-bench-"))
+    try:
+        figures.update(tarball_cost(pack_root, channel, args.rounds))
+    finally:
+        shutil.rmtree(pack_root, ignore_errors=True)
     print_json_line(figures)
 
 

@@ -99,6 +99,27 @@ class _RattlerProgress(rattler.InstallerReporter):
         self._reporter.step("installing", self._linked, self._total)
 
 
+def local_archive_size(url: str) -> int | None:
+    """The size of a ``file://`` package archive (a lock read from conda-lock.yml has none)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        return None
+    try:
+        return os.stat(unquote(parsed.path)).st_size
+    except OSError:
+        return None
+
+
+#: rattler marks every directory it creates as a cache (CACHEDIR.TAG), prefixes too;
+#: backup tools then skip the environment, and it is no part of any package.
+CACHE_TAG = "CACHEDIR.TAG"
+
+
+def remove_cache_tag(prefix: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (prefix / CACHE_TAG).unlink()
+
+
 def install_lock(
     lock: Lock,
     platform: str,
@@ -149,6 +170,7 @@ def install_lock(
                 client=client,
             )
         )
+        remove_cache_tag(staging)
         os.replace(staging, prefix)
     except Exception as exc:
         with contextlib.suppress(FileNotFoundError):

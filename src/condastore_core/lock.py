@@ -14,6 +14,7 @@ reads what the other wrote.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
@@ -166,7 +167,9 @@ CONDA_LOCK_HEADER = """\
 """  # noqa: E501
 
 
-def to_conda_lock_yaml(lock: Lock, *, spec_hash: str | None = None) -> str:
+def to_conda_lock_yaml(
+    lock: Lock, *, spec_hash: str | None = None, content_hash: Mapping[str, str] | None = None
+) -> str:
     """Render ``conda-lock.yml`` (format version 1): the very text conda-lock's writer gives.
 
     Importing conda-lock costs 0.4-0.7 s (its package loads its whole command
@@ -174,11 +177,17 @@ def to_conda_lock_yaml(lock: Lock, *, spec_hash: str | None = None) -> str:
     and a test holds it to conda-lock's own writer byte for byte. What conda-lock
     would rewrite or refuse (credentials in a channel URL, a package without
     md5) goes to conda-lock itself.
+
+    ``content_hash`` is what conda-lock computes for the spec per platform
+    (:func:`conda_lock_content_hash`), so ``conda-lock lock --check-input-hash``
+    finds the lockfile fresh; without it each platform carries the spec hash (or
+    the lock hash), which conda-lock will never match.
     """
+    hashes = {p: (content_hash or {}).get(p) or spec_hash or lock.lock_hash for p in lock.platforms}
     if not all(_plain_channel(c) for c in lock.channels) or any(
         r.md5 is None or r.sha256 is None for records in lock.packages.values() for r in records
     ):
-        return _conda_lock_writer(lock, spec_hash)
+        return _conda_lock_writer(lock, spec_hash, hashes)
     packages = sorted(
         (
             (r.name, platform, r)
@@ -191,7 +200,7 @@ def to_conda_lock_yaml(lock: Lock, *, spec_hash: str | None = None) -> str:
     document = {
         "version": 1,
         "metadata": {
-            "content_hash": {p: spec_hash or lock.lock_hash for p in lock.platforms},
+            "content_hash": hashes,
             "channels": [{"url": c, "used_env_vars": []} for c in lock.channels],
             "platforms": lock.platforms,
             "sources": ["environment.yaml"],
@@ -241,7 +250,7 @@ def _custom_metadata(lock: Lock, spec_hash: str | None) -> dict[str, str]:
     return custom
 
 
-def _conda_lock_writer(lock: Lock, spec_hash: str | None) -> str:
+def _conda_lock_writer(lock: Lock, spec_hash: str | None, hashes: dict[str, str]) -> str:
     """``conda-lock.yml`` through conda-lock's own models and writer (slow to import)."""
     # Deferred: conda-lock's import is most of a small build's time (see to_conda_lock_yaml).
     from conda_lock.lockfile import write_conda_lock_file
@@ -269,7 +278,7 @@ def _conda_lock_writer(lock: Lock, spec_hash: str | None) -> str:
         for r in records
     ]
     meta = LockMeta(
-        content_hash={p: spec_hash or lock.lock_hash for p in lock.platforms},
+        content_hash=hashes,
         channels=[Channel.from_string(c) for c in lock.channels],
         platforms=lock.platforms,
         sources=["environment.yaml"],
@@ -279,6 +288,34 @@ def _conda_lock_writer(lock: Lock, spec_hash: str | None) -> str:
         path = Path(tmp) / "conda-lock.yml"
         write_conda_lock_file(Lockfile(package=deps, metadata=meta), path, metadata_choices=None)
         return path.read_text()
+
+
+def conda_lock_content_hash(
+    environment_yaml: Mapping[str, Any], platforms: list[str]
+) -> dict[str, str]:
+    """The input hash conda-lock itself computes for ``environment_yaml``, per platform.
+
+    The spec is read by conda-lock's own parser and hashed by its own function
+    with its default virtual packages, as ``conda-lock lock -p <platform>`` does;
+    conda-lock warns that any change to these inputs changes the hash, so we do
+    not reimplement it.
+    """
+    # Deferred: conda-lock's import is most of a small build's time.
+    from conda_lock.content_hash import compute_content_hashes
+    from conda_lock.lookup import DEFAULT_MAPPING_URL
+    from conda_lock.src_parser import make_lock_spec
+    from conda_lock.virtual_package import default_virtual_package_repodata
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "environment.yaml"
+        path.write_text(yaml.safe_dump(dict(environment_yaml), sort_keys=False))
+        spec = make_lock_spec(
+            src_files=[path], platform_overrides=platforms, mapping_url=DEFAULT_MAPPING_URL
+        )
+    virtual_packages = default_virtual_package_repodata()
+    with virtual_packages:  # its context gives None, not the repository
+        hashes = compute_content_hashes(spec, virtual_packages)
+    return {p: hashes[p] for p in platforms}
 
 
 def parse_conda_lock_yaml(text: str | bytes) -> Lock:
@@ -340,7 +377,12 @@ def parse_conda_lock_yaml(text: str | bytes) -> Lock:
 
 
 def to_explicit(lock: Lock, platform: str) -> str:
-    """An ``@EXPLICIT`` list for one platform, each URL pinned by its sha256."""
+    """An ``@EXPLICIT`` list for one platform, each URL pinned by its md5.
+
+    ``url#md5`` is the form conda-lock renders and every conda reads; conda
+    (24.5 at least) refuses ``url#sha256:...`` lines. A record without md5 is
+    listed by URL alone.
+    """
     lines = [
         "# This file may be used to create an environment using:",
         "# $ conda create --name <env> --file <this file>",
@@ -348,10 +390,7 @@ def to_explicit(lock: Lock, platform: str) -> str:
         f"# lock_hash: {lock.lock_hash}",
         "@EXPLICIT",
     ]
-    lines.extend(
-        f"{r.url}#sha256:{r.sha256}" if r.sha256 else f"{r.url}#{r.md5}"
-        for r in lock.records(platform)
-    )
+    lines.extend(f"{r.url}#{r.md5}" if r.md5 else r.url for r in lock.records(platform))
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from condastore_core.artifacts import ArtifactKind
-from condastore_core.lock import Lock, to_conda_lock_yaml, to_explicit
+from condastore_core.lock import Lock, conda_lock_content_hash, to_conda_lock_yaml, to_explicit
 from condastore_core.spec import EnvironmentSpec
 
 
@@ -24,11 +24,17 @@ def pinned_environment_yaml(spec: EnvironmentSpec, lock: Lock, platform: str) ->
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
+def conda_lock_yml(spec: EnvironmentSpec, lock: Lock) -> str:
+    """``conda-lock.yml`` whose input hash is conda-lock's own for the spec (fresh to it)."""
+    content_hash = conda_lock_content_hash(spec.to_environment_yaml(), lock.platforms)
+    return to_conda_lock_yaml(lock, spec_hash=spec.spec_hash, content_hash=content_hash)
+
+
 def render_text_artifacts(
     spec: EnvironmentSpec, lock: Lock, platform: str
 ) -> dict[ArtifactKind, bytes]:
     return {
         ArtifactKind.YAML: pinned_environment_yaml(spec, lock, platform).encode(),
-        ArtifactKind.LOCKFILE: to_conda_lock_yaml(lock, spec_hash=spec.spec_hash).encode(),
+        ArtifactKind.LOCKFILE: conda_lock_yml(spec, lock).encode(),
         ArtifactKind.EXPLICIT: to_explicit(lock, platform).encode(),
     }

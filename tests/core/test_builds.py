@@ -41,7 +41,7 @@ def test_build_writes_every_artifact_into_the_store(builder, make_test_channel, 
     lockfile.write_bytes(read_all(builder.store, result.artifacts[ArtifactKind.LOCKFILE].digest))
     assert [p.name for p in parse_conda_lock_file(lockfile).package] == ["hello"]
     explicit = read_all(builder.store, result.artifacts[ArtifactKind.EXPLICIT].digest).decode()
-    assert "@EXPLICIT" in explicit and "#sha256:" in explicit
+    assert "@EXPLICIT" in explicit and "hello-1.0-0.conda#" in explicit  # url#md5
     pinned = read_all(builder.store, result.artifacts[ArtifactKind.YAML].digest).decode()
     assert "hello=1.0=" in pinned
     log = read_all(builder.store, result.artifacts[ArtifactKind.LOG].digest).decode()

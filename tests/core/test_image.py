@@ -247,7 +247,7 @@ def test_non_linux_platforms_are_refused(make_test_channel, tmp_path):
         make_builder(tmp_path).build(lock_of(url, "tool", platform="osx-arm64"), "osx-arm64")
 
 
-def test_link_order_puts_dependencies_first():
+def test_link_order_puts_dependencies_first_as_rattler_links():
     from tests.core.test_lock import pkg
 
     ordered = link_order(
@@ -258,10 +258,11 @@ def test_link_order_puts_dependencies_first():
             pkg("zzz"),
         )
     )
-    assert [p.name for p in ordered] == ["liba", "zzz", "libb", "app"]
+    # rattler's own topological order, which decides which of two clobbering files stays.
+    assert [p.name for p in ordered] == ["zzz", "liba", "libb", "app"]
 
 
-def test_past_the_layer_budget_the_smallest_layers_merge(make_test_channel, tmp_path):
+def test_past_the_layer_budget_the_smallest_neighbours_merge(make_test_channel, tmp_path):
     url = make_test_channel(
         [
             PackageDef("big", "1.0", files={"bin/big": "#!/bin/sh\n" + "echo big\n" * 2000}),
@@ -274,9 +275,10 @@ def test_past_the_layer_budget_the_smallest_layers_merge(make_test_channel, tmp_
     b = make_builder(tmp_path, max_layers=3)
     image = b.build(lock, "linux-64")
     assert len(image.layers) == 3  # budget: two package layers and the final one
-    assert image.layers[0].packages == ("big",)
-    merged = image.layers[1]
-    assert sorted(merged.packages) == ["s1", "s2", "s3"]
+    # rattler links them s3, s2, s1, big: the merged neighbours keep that order.
+    merged = image.layers[0]
+    assert merged.packages == ("s3", "s2", "s1")
+    assert image.layers[1].packages == ("big",)
     members = layer_members(b, merged)
     assert {"opt/conda/bin/s1", "opt/conda/bin/s2", "opt/conda/bin/s3"} <= set(members)
     again = make_builder(tmp_path / "fresh", max_layers=3).build(lock, "linux-64")
@@ -305,5 +307,6 @@ def test_past_the_layer_budget_the_least_shared_layers_merge_first(make_test_cha
     b = make_builder(tmp_path, max_layers=3, popularity=popularity)
     image = b.build(lock, "linux-64")
     assert asked and set(asked[0]) == {by_package[n] for n in ("big", "s1", "s2", "s3")}
-    # Three of four merge: the unshared s2 and s3, then big (less used than s1), not s1.
-    assert [r.packages for r in image.layers[:-1]] == [("s1",), ("big", "s2", "s3")]
+    # Only neighbours in link order (s3, s2, s1, big) merge: the unshared s3 and s2
+    # first, then, both remaining pairs holding s1, the smaller one.
+    assert [r.packages for r in image.layers[:-1]] == [("s3", "s2", "s1"), ("big",)]

@@ -150,7 +150,10 @@ def varied_lock() -> Lock:
 def test_conda_lock_yml_is_byte_for_byte_what_conda_locks_writer_writes(lock, spec_hash):
     from condastore_core.lock import _conda_lock_writer
 
-    assert to_conda_lock_yaml(lock, spec_hash=spec_hash) == _conda_lock_writer(lock, spec_hash)
+    hashes = {p: spec_hash or lock.lock_hash for p in lock.platforms}
+    assert to_conda_lock_yaml(lock, spec_hash=spec_hash) == _conda_lock_writer(
+        lock, spec_hash, hashes
+    )
 
 
 def test_channel_credentials_become_variables_as_conda_lock_writes_them(monkeypatch):
@@ -164,13 +167,13 @@ def test_channel_credentials_become_variables_as_conda_lock_writes_them(monkeypa
     assert "- PRIVATE_CHANNEL_PASSWORD" in text
 
 
-def test_explicit_list_pins_each_url_by_sha256():
+def test_explicit_list_pins_each_url_by_md5_as_conda_lock_renders_it():
     lock = sample_lock()
     text = to_explicit(lock, "linux-64")
     lines = text.splitlines()
     assert "# platform: linux-64" in lines
     urls = lines[lines.index("@EXPLICIT") + 1 :]
-    assert urls == [f"{r.url}#sha256:{r.sha256}" for r in lock.packages["linux-64"]]
+    assert urls == [f"{r.url}#{r.md5}" for r in lock.packages["linux-64"]]
     with pytest.raises(LockError, match="no packages for win-64"):
         to_explicit(lock, "win-64")
 

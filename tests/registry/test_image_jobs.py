@@ -167,3 +167,28 @@ def test_a_namespace_may_have_its_own_base_image(tmp_path, make_test_channel):
     assert config["config"]["Entrypoint"] == ["/opt/conda/.condastore/entrypoint.sh"]
     assert len(dynamic["layers"]) == 2  # the server's base (scratch) for conda/...
     ctx.jobs.shutdown()
+
+
+def test_a_managed_environment_image_uses_the_parallel_layer_jobs(
+    tmp_path, make_test_channel, built
+):
+    """Its lock is read back from conda-lock.yml, without sizes: the jobs still share it."""
+    channel = make_test_channel(PACKAGES)
+    ctx = make_ctx(tmp_path, channel)
+    namespaces.create_namespace(ctx, "team")
+    environments.submit(
+        ctx,
+        "team",
+        EnvironmentSpec.from_dict(
+            {"name": "env", "channels": [channel], "dependencies": ["p0", "p1", "p2", "p3"]}
+        ),
+    )
+    ctx.jobs.wait_idle(timeout=120)
+    with live_server(create_app(ctx)) as url:
+        answer = pull(url, "team/env")
+        assert answer.status_code == 200, answer.text
+    jobs = ctx.jobs.asked
+    assert len(jobs) == 2  # image_layer_jobs: two groups, as for a dynamic image
+    assert sorted(n for _, names in jobs for n in names) == ["p0", "p1", "p2", "p3"]
+    assert sorted(len(names) for _, names in jobs) == [2, 2]
+    ctx.jobs.shutdown()

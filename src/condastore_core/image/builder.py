@@ -1,12 +1,14 @@
 """Assemble an OCI image from a lock: one layer per package, built once, shared by every image.
 
 For a platform of a lock, each package's layer is looked up in the layer cache
-by (package sha256, prefix, platform, compression[, python]). Only the missing
-ones are installed — into a scratch prefix, with the image prefix patched into
-their files — and cut into deterministic tars. A small final layer adds what
-belongs to the environment rather than to a package (``conda-meta/history``,
-the entrypoint). Layers are ordered like conda links packages (dependencies
-first), so a file two packages ship ends up as conda would leave it.
+by (package sha256 and url, prefix, platform, compression[, python]). Only the
+missing ones are installed — each alone, into a scratch prefix, with the image
+prefix patched into their files — and cut into deterministic tars, so a layer
+is a function of its package and never of what was built beside it. A small
+final layer adds what belongs to the environment rather than to a package
+(``conda-meta/history``, the entrypoint). Layers are in rattler's link order
+(dependencies first; merged layers keep it), so a file two packages ship ends
+up on top as the installer leaves it in a prefix.
 
 Nothing runs a container, so images for other platforms are built the same way.
 """
@@ -22,8 +24,8 @@ import tarfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import rattler
 import zstandard
 
 from condastore_core.digests import Digest
@@ -31,18 +33,16 @@ from condastore_core.image import manifest as oci
 from condastore_core.image.base import SCRATCH, BaseImage
 from condastore_core.image.cache import LayerCache, LayerRecord
 from condastore_core.image.packages import (
+    LAYER_SCHEME,
     layer_cache_key,
     layer_entries,
     python_version,
-    read_installed,
+    read_installed_package,
 )
 from condastore_core.image.tarball import GZIP, Entry, write_layer
-from condastore_core.install import install_lock
+from condastore_core.install import install_lock, to_repodata_record
 from condastore_core.leftovers import scratch_directory
 from condastore_core.lock import Lock, LockedPackage
-
-if TYPE_CHECKING:
-    import rattler
 from condastore_core.progress import NullReporter, Reporter
 from condastore_core.store import BlobStore, put, read_all
 
@@ -238,19 +238,29 @@ class ImageBuilder:
     ) -> dict[str, LayerRecord]:
         """Build the layers of the packages ``names`` that are still missing; cache each one.
 
-        This is the unit of work a layer job runs: installs only those packages
-        (and python, where noarch python packages need it) into a scratch prefix.
+        This is the unit of work a layer job runs. Each package is installed
+        alone into a scratch prefix (with python beside a noarch python package,
+        which needs it to be placed), so its layer never depends on what else
+        the job or the image holds: no file is moved aside for another package.
         """
         reporter = reporter or NullReporter()
         plan = self.plan(lock, platform)
         missing = [p for p in plan.missing if p.name in set(names)]
-        if not missing:
-            return {}
-        wanted = {p.name for p in missing}
-        if plan.python and any(p.noarch == "python" for p in missing):
-            wanted.add("python")  # noarch python packages are placed for this python
         built: dict[str, LayerRecord] = {}
-        with scratch_directory(self.scratch_dir, "image-") as tmp:
+        for i, pkg in enumerate(missing, 1):
+            reporter.step("building layers", i, len(missing))
+            record = self._package_layer(lock, platform, pkg, plan.python is not None, reporter)
+            self.cache.put(plan.keys[pkg.name], record)  # only after the blob is committed
+            built[pkg.name] = record
+        return built
+
+    def _package_layer(
+        self, lock: Lock, platform: str, pkg: LockedPackage, has_python: bool, reporter: Reporter
+    ) -> LayerRecord:
+        wanted = {pkg.name}
+        if has_python and pkg.noarch == "python":
+            wanted.add("python")  # noarch python packages are placed for this python
+        with scratch_directory(self.scratch_dir, "layer-") as tmp:
             staging = tmp / "prefix"
             install_lock(
                 lock,
@@ -262,15 +272,10 @@ class ImageBuilder:
                 patched_prefix=self.prefix,
                 client=self.client,
             )
-            installed = read_installed(staging)
-            for i, pkg in enumerate(missing, 1):
-                reporter.step("building layers", i, len(missing))
-                entries = layer_entries(staging, self.prefix, installed[pkg.name])
-                record = self._write(entries, (pkg.name,))
-                self.cache.put(plan.keys[pkg.name], record)  # only after the blob is committed
-                built[pkg.name] = record
+            installed = read_installed_package(staging, pkg)
+            record = self._write(layer_entries(staging, self.prefix, installed), (pkg.name,))
             shutil.rmtree(staging, ignore_errors=True)
-        return built
+        return record
 
     def _write(self, entries: list[Entry], packages: tuple[str, ...]) -> LayerRecord:
         writer = self.store.writer()
@@ -312,12 +317,13 @@ class ImageBuilder:
         return self._write(entries, ())
 
     def _within_budget(self, layers: list[LayerRecord], reserved: int = 0) -> list[LayerRecord]:
-        """Keep at most ``max_layers`` (final layer included): merge the least shared past it.
+        """Keep at most ``max_layers`` (final layer included) by merging neighbours in link order.
 
-        As nixery does, layers few images use are merged first (they are least
-        likely to be pulled again for another image), the smallest first among
-        equally shared ones (cheapest to pull twice). The merged layer is cached
-        by its parts.
+        Layers stay in link order, so a file two packages ship is the later
+        one's in the image as in the prefix. Among neighbours, as nixery does,
+        the least shared merge first (least likely to be pulled again for
+        another image), then the smallest (cheapest to pull twice). A merged
+        layer is cached by its parts.
         """
         budget = self.max_layers - 1 - reserved  # the final layer and the base's take theirs
         if budget < 1:
@@ -325,56 +331,58 @@ class ImageBuilder:
         if len(layers) <= budget:
             return layers
         uses = self.popularity([r.digest for r in layers]) if self.popularity else {}
-        count = len(layers) - budget + 1
-        rank = sorted(
-            range(len(layers)), key=lambda i: (uses.get(layers[i].digest, 0), layers[i].size, i)
-        )
-        chosen = set(rank[:count])
-        merged = self._merge([layers[i] for i in sorted(chosen)])
-        return [layer for i, layer in enumerate(layers) if i not in chosen] + [merged]
+        runs = [[r] for r in layers]
+
+        def cost(i: int) -> tuple[int, int, int]:
+            pair = runs[i] + runs[i + 1]
+            return (sum(uses.get(r.digest, 0) for r in pair), sum(r.size for r in pair), i)
+
+        while len(runs) > budget:
+            i = min(range(len(runs) - 1), key=cost)
+            runs[i : i + 2] = [runs[i] + runs[i + 1]]
+        return [run[0] if len(run) == 1 else self._merge(run) for run in runs]
 
     def _merge(self, parts: list[LayerRecord]) -> LayerRecord:
+        """One layer holding ``parts`` applied in order: a later part's path wins."""
         key = (
             "merged-"
             + hashlib.sha256(
-                "\n".join([self.compression, *(p.digest for p in parts)]).encode()
+                "\n".join(
+                    [f"scheme{LAYER_SCHEME}", self.compression, *(p.digest for p in parts)]
+                ).encode()
             ).hexdigest()
         )
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        with scratch_directory(self.scratch_dir, "merge-") as root:
-            for part in parts:  # in dependency order: a later package's file wins
-                data = read_all(self.store, Digest.parse(part.digest))
-                if part.media_type.endswith("zstd"):
-                    data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
-                else:
-                    data = gzip.decompress(data)
-                with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                    tar.extractall(root, filter="tar")
-            entries = [
-                Entry(str(path.relative_to(root)), source=path)
-                for path in sorted(root.rglob("*"))
-                if path.is_symlink() or path.is_file()
-            ]
-            record = self._write(entries, tuple(n for p in parts for n in p.packages))
+        entries: dict[str, Entry] = {}
+        for part in parts:
+            data = read_all(self.store, Digest.parse(part.digest))
+            if part.media_type.endswith("zstd"):
+                data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            else:
+                data = gzip.decompress(data)
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                for member in tar:
+                    if member.isdir():
+                        continue
+                    if member.issym():
+                        entries[member.name] = Entry(member.name, linkname=member.linkname)
+                        continue
+                    f = tar.extractfile(member)
+                    assert f is not None
+                    entries[member.name] = Entry(member.name, data=f.read(), mode=member.mode)
+        record = self._write(list(entries.values()), tuple(n for p in parts for n in p.packages))
         self.cache.put(key, record)
         return record
 
 
 def link_order(packages: tuple[LockedPackage, ...]) -> list[LockedPackage]:
-    """Dependencies before dependents (as conda links), ties broken by name: deterministic."""
+    """The order rattler links packages in (dependencies first), which decides clobbers.
+
+    Where two packages ship the same path, the prefix keeps the one linked
+    last; layers in this order leave the same file on top.
+    """
     by_name = {p.name: p for p in packages}
-    deps = {
-        p.name: {d.split(" ")[0] for d in p.depends} & by_name.keys() - {p.name} for p in packages
-    }
-    ordered: list[LockedPackage] = []
-    done: set[str] = set()
-    while len(ordered) < len(packages):
-        ready = sorted(n for n in by_name if n not in done and deps[n] <= done)
-        if not ready:  # a dependency cycle: break it by name
-            ready = [min(n for n in by_name if n not in done)]
-        for name in ready:
-            ordered.append(by_name[name])
-            done.add(name)
-    return ordered
+    records: list[rattler.PackageRecord] = [to_repodata_record(p) for p in packages]
+    return [by_name[r.name.normalized] for r in rattler.PackageRecord.sort_topologically(records)]

@@ -55,6 +55,7 @@ class Entry:
     source: Path | None = None
     data: bytes | None = None
     mode: int | None = None
+    linkname: str | None = None  # a symlink to this target (merged layers)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,11 @@ def _info(path: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
 
 
 def _add(tar: tarfile.TarFile, entry: Entry) -> None:
+    if entry.linkname is not None:
+        info = _info(entry.path, tarfile.SYMTYPE, 0o777)
+        info.linkname = entry.linkname
+        tar.addfile(info)
+        return
     if entry.data is not None:
         info = _info(entry.path, tarfile.REGTYPE, entry.mode or 0o644, len(entry.data))
         tar.addfile(info, io.BytesIO(entry.data))

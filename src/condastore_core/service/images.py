@@ -441,7 +441,9 @@ def _enqueue_layer_jobs(
 def layer_groups(packages: list[LockedPackage], jobs: int) -> list[list[LockedPackage]]:
     """Split an image's packages into at most ``jobs`` groups of similar download size.
 
-    A group's job builds those of its layers that are missing. Groups depend on
+    A group's job builds those of its layers that are missing. When a record
+    has no size (a lock read back from ``conda-lock.yml``), every package counts
+    as one, so such images spread over the jobs too. Groups depend on
     the image alone, not on what is cached at the time, so a client retrying
     while the jobs run finds the same job ids and waits on them. python and the
     noarch python packages stay together: a group holding one of them installs
@@ -452,13 +454,18 @@ def layer_groups(packages: list[LockedPackage], jobs: int) -> list[list[LockedPa
     if pythonic:
         units.append(pythonic)
     units += [[p] for p in packages if p not in pythonic]
-    units.sort(key=lambda u: (-sum(p.size or 0 for p in u), u[0].name))
+    sized = all(p.size is not None for p in packages)
+
+    def weight(unit: list[LockedPackage]) -> int:
+        return sum(p.size or 0 for p in unit) if sized else len(unit)
+
+    units.sort(key=lambda u: (-weight(u), u[0].name))
     groups: list[list[LockedPackage]] = [[] for _ in range(max(1, min(jobs, len(units))))]
     sizes = [0] * len(groups)
     for unit in units:
         i = sizes.index(min(sizes))
         groups[i].extend(unit)
-        sizes[i] += sum(p.size or 0 for p in unit)
+        sizes[i] += weight(unit)
     return [sorted(g, key=lambda p: p.name) for g in groups if g]
 
 

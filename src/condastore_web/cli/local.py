@@ -12,8 +12,9 @@ import yaml
 from condastore_core.bounded import MAX_LOCK_BYTES, check_size, check_yaml, yaml_loader
 from condastore_core.builds import LocalBuilder
 from condastore_core.errors import SpecError
-from condastore_core.lock import Lock, parse_conda_lock_yaml, to_conda_lock_yaml
+from condastore_core.lock import Lock, parse_conda_lock_yaml
 from condastore_core.progress import StreamReporter
+from condastore_core.render import conda_lock_yml
 from condastore_core.solve import solver_for
 from condastore_core.spec import EnvironmentSpec, parse_spec
 from condastore_core.store import open_store
@@ -92,7 +93,7 @@ def lock_command(
     if spec is None:
         raise SpecError(f"{spec_file} is already a lockfile")
     lock = solver_for(settings).solve(spec, list(platforms) or None)
-    text = to_conda_lock_yaml(lock, spec_hash=spec.spec_hash)
+    text = conda_lock_yml(spec, lock)
     if output:
         output.write_text(text)
         click.echo(
