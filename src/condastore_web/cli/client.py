@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from condastore_core.errors import CondastoreError
-from condastore_web.cli.credentials import stored_token
+from condastore_web.cli.credentials import default_url, stored_token
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -30,8 +30,22 @@ class ApiError(CondastoreError):
 
 class ApiClient:
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
-        self.url = (url or os.environ.get("CONDASTORE_URL") or DEFAULT_URL).rstrip("/")
+        self.url = (url or os.environ.get("CONDASTORE_URL") or default_url() or DEFAULT_URL).rstrip(
+            "/"
+        )
         self.token = token or os.environ.get("CONDASTORE_TOKEN") or stored_token(self.url)
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.token
+
+    def own_namespace(self) -> str:
+        """The caller's own namespace (named after them), the default like in the web UI."""
+        if self.anonymous:
+            raise CondastoreError(
+                f"not logged in to {self.url}: run `condastore login` or pass --namespace"
+            )
+        return str(self.get("/auth/me")["name"])
 
     def _open(self, method: str, path: str, body: Any = None, params: dict | None = None):  # type: ignore[no-untyped-def]
         query = {k: v for k, v in (params or {}).items() if v is not None}

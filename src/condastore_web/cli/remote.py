@@ -13,7 +13,7 @@ import click
 from condastore_core.errors import CondastoreError
 from condastore_web.cli.client import ApiClient
 from condastore_web.cli.common import reports_errors
-from condastore_web.cli.output import emit_json, fields, table
+from condastore_web.cli.output import anonymous_hint, emit_json, fields, more_hint, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 FINISHED = {"COMPLETED", "FAILED", "CANCELED"}
@@ -106,7 +106,9 @@ def env_group() -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="The environment.yaml.",
 )
-@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option(
+    "-n", "--namespace", default=None, help="Where the environment lives (default: your own)."
+)
 @click.option(
     "--lockfile",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -120,6 +122,7 @@ def env_group() -> None:
 def env_create(spec_file, namespace, lockfile, platforms, description, wait, url, token, as_json):  # type: ignore[no-untyped-def]
     """Create or update an environment from a spec; queues a build."""
     client = ApiClient(url, token)
+    namespace = namespace or client.own_namespace()
     body: dict[str, Any] = {"namespace": namespace, "specification": spec_file.read_text()}
     if lockfile:
         body["lockfile"] = lockfile.read_text()
@@ -146,14 +149,24 @@ def env_create(spec_file, namespace, lockfile, platforms, description, wait, url
 @env_group.command("list")
 @click.option("-n", "--namespace", default=None)
 @click.option("--search", default=None)
+@click.option("--package", default=None, help="Only those whose current build holds it.")
 @click.option("--limit", type=int, default=None)
+@click.option("--cursor", default=None, help="Where the previous page ended.")
 @server_options
 @reports_errors
-def env_list(namespace, search, limit, url, token, as_json):  # type: ignore[no-untyped-def]
+def env_list(namespace, search, package, limit, cursor, url, token, as_json):  # type: ignore[no-untyped-def]
     """List environments."""
-    page = ApiClient(url, token).get(
-        "/environments", namespace=namespace, search=search, limit=limit
+    client = ApiClient(url, token)
+    page = client.get(
+        "/environments",
+        namespace=namespace,
+        search=search,
+        package=package,
+        limit=limit,
+        cursor=cursor,
     )
+    if client.anonymous and not page["items"]:
+        anonymous_hint(client.url)
     if as_json:
         emit_json(page)
         return
@@ -169,6 +182,7 @@ def env_list(namespace, search, limit, url, token, as_json):  # type: ignore[no-
         ],
         ["ENVIRONMENT", "CURRENT", "BUILD KEY", "DESCRIPTION"],
     )
+    more_hint(page["next_cursor"])
 
 
 @env_group.command("show")
@@ -263,18 +277,23 @@ def build_group() -> None:
 @click.option("-e", "--environment", default=None)
 @click.option("--package", default=None, help="Only builds containing this package.")
 @click.option("--limit", type=int, default=None)
+@click.option("--cursor", default=None, help="Where the previous page ended.")
 @server_options
 @reports_errors
-def build_list(status, namespace, environment, package, limit, url, token, as_json):  # type: ignore[no-untyped-def]
+def build_list(status, namespace, environment, package, limit, cursor, url, token, as_json):  # type: ignore[no-untyped-def]
     """List builds, newest first."""
-    page = ApiClient(url, token).get(
+    client = ApiClient(url, token)
+    page = client.get(
         "/builds",
         status=status,
         namespace=namespace,
         environment=environment,
         package=package,
         limit=limit,
+        cursor=cursor,
     )
+    if client.anonymous and not page["items"]:
+        anonymous_hint(client.url)
     if as_json:
         emit_json(page)
         return
@@ -292,6 +311,7 @@ def build_list(status, namespace, environment, package, limit, url, token, as_js
         ],
         ["ID", "ENVIRONMENT", "STATUS", "STEP", "BUILD KEY", "QUEUED"],
     )
+    more_hint(page["next_cursor"])
 
 
 @build_group.command("show")
@@ -375,12 +395,17 @@ def build_pack(build_id, url, token, as_json):  # type: ignore[no-untyped-def]
 def download(environment, kind, build_id, output, url, token, as_json):  # type: ignore[no-untyped-def]
     """Download an artifact of NAMESPACE/NAME's current build (or of --build)."""
     namespace, name = split_name(environment)
-    path = (
-        f"/builds/{build_id}/artifacts/{kind}"
-        if build_id is not None
-        else f"/environments/{namespace}/{name}/artifacts/{kind}"
-    )
     client = ApiClient(url, token)
+    if build_id is not None:
+        build = client.get(f"/builds/{build_id}")
+        if (build["namespace"], build["environment"]) != (namespace, name):
+            raise CondastoreError(
+                f"build {build_id} is a build of {build['namespace']}/{build['environment']}, "
+                f"not of {environment}"
+            )
+        path = f"/builds/{build_id}/artifacts/{kind}"
+    else:
+        path = f"/environments/{namespace}/{name}/artifacts/{kind}"
     if output is None:
         client.download(path, sys.stdout.buffer)
     else:

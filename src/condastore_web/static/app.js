@@ -50,34 +50,58 @@ async function apiAction(method, path, body, then) {
   try { await api(method, path, body); location.href = then || location.href; }
   catch (e) { alert(e.message); }
 }
+// The same sizes the pages render on the server (decimal units).
+function filesize(value) {
+  if (value === null || value === undefined) return "";
+  let size = value;
+  for (const unit of ["B", "kB", "MB", "GB"]) {
+    if (size < 1000 || unit === "GB") return unit === "B" ? size.toFixed(0) + " B" : size.toFixed(1) + " " + unit;
+    size /= 1000;
+  }
+}
+const FINISHED = ["COMPLETED", "FAILED", "CANCELED"];
+// Follows a build until its final state: the log (which goes on while the tarball is
+// packed), the status and step, then the downloads; the Cancel button goes once it is over.
 async function followBuild(id) {
   let offset = 0;
   const log = document.getElementById("log");
   for (;;) {
-    const part = await api("GET", "/builds/" + id + "/log?offset=" + offset);
+    let part, b;
+    try {
+      part = await api("GET", "/builds/" + id + "/log?offset=" + offset);
+      b = await api("GET", "/builds/" + id);
+    } catch (e) {  // a restarting server: try again a little later
+      await new Promise(r => setTimeout(r, 3000));
+      continue;
+    }
     if (part.text) { log.textContent += part.text; log.scrollTop = log.scrollHeight; }
     offset = part.next_offset;
-    const b = await api("GET", "/builds/" + id);
     const st = document.getElementById("status");
-    st.textContent = b.status; st.className = "status " + b.status;
+    if (st.textContent !== b.status) { st.textContent = b.status; st.className = "status " + b.status; }
     document.getElementById("step").textContent = b.step;
-    if (part.finished && b.status !== "QUEUED" && b.status !== "BUILDING") {
-      showArtifacts(id, b.artifacts);
-      return;
+    if (FINISHED.includes(b.status)) {
+      const cancel = document.getElementById("cancel");
+      if (cancel) cancel.remove();
+      // Failures the server rendered (with their Try again button) are not repeated.
+      const errors = document.getElementById("artifact-errors") ? {} : b.artifact_errors || {};
+      showArtifacts(id, b.artifacts, errors);
+      if (part.finished) return;
     }
     await new Promise(r => setTimeout(r, 700));
   }
 }
-function showArtifacts(id, artifacts) {
+function showArtifacts(id, artifacts, errors) {
   const list = document.getElementById("artifacts");
   list.replaceChildren(...artifacts.map(a => {
     const li = document.createElement("li"), link = document.createElement("a");
     link.href = "/api/v1/builds/" + id + "/artifacts/" + a.kind;
     link.textContent = a.kind;
     li.append(link, " ", Object.assign(document.createElement("span"),
-      {className: "muted", textContent: a.size + " bytes"}));
+      {className: "muted", textContent: filesize(a.size)}));
     return li;
-  }));
+  }), ...Object.entries(errors).map(([kind, message]) =>
+    Object.assign(document.createElement("li"),
+      {className: "error", textContent: kind + " failed: " + message})));
 }
 
 const list = value => value ? value.split(",") : undefined;

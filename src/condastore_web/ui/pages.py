@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import falcon
 import yaml
@@ -29,6 +29,14 @@ def _namespaces(ctx: Context, req: falcon.Request) -> list[str]:
     return sorted(
         n.name for n in namespaces.list_namespaces(ctx, limit=500, visible=visible(ctx, req)).items
     )
+
+
+def next_page(req: falcon.Request, cursor: str | None) -> str | None:
+    """The link to the page after this one, keeping every filter of this one."""
+    if not cursor:
+        return None
+    query = {k: v for k, v in req.params.items() if k != "cursor" and isinstance(v, str)}
+    return "?" + urlencode({**query, "cursor": cursor})
 
 
 class Home:
@@ -112,30 +120,23 @@ class EnvironmentList:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        package = req.get_param("package")
+        package = (req.get_param("package") or "").strip() or None
         page = environments.list_environments(
             self.ctx,
             namespace=req.get_param("namespace"),
             search=req.get_param("search"),
+            package=package,
             limit=int_param(req, "limit", 100),
             cursor=req.get_param("cursor"),
             visible=visible(self.ctx, req),
         )
         items = page.items
-        if package:
-            with_package = {
-                b.environment_id
-                for b in builds.list_builds(
-                    self.ctx, package=package, limit=500, visible=visible(self.ctx, req)
-                ).items
-            }
-            items = [e for e in items if e.id in with_package]
         render(
             req,
             resp,
             "environments.html",
             environments=items,
-            next_cursor=page.next_cursor,
+            next_page=next_page(req, page.next_cursor),
             search=req.get_param("search"),
             namespace=req.get_param("namespace"),
             package=package,
@@ -231,7 +232,8 @@ class BuildList:
             self.ctx,
             status=req.get_param("status") or None,
             package=req.get_param("package") or None,
-            limit=100,
+            limit=int_param(req, "limit", 100),
+            cursor=req.get_param("cursor"),
             visible=visible(self.ctx, req),
         )
         render(
@@ -239,6 +241,7 @@ class BuildList:
             resp,
             "builds.html",
             builds=page.items,
+            next_page=next_page(req, page.next_cursor),
             status=req.get_param("status"),
             package=req.get_param("package"),
             statuses=[s.value for s in BuildStatus],
@@ -278,23 +281,16 @@ class AdminPage:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         require_admin(req)
-        scopes = ["", *_namespaces(self.ctx, req)]
-        rows = [
-            {
-                "scope": s,
-                "policy": policies.get_policy(self.ctx, s).model_dump(
-                    exclude_none=True, mode="json"
-                ),
-            }
-            for s in scopes
-        ]
         render(
             req,
             resp,
             "admin.html",
             users=users.list_users(self.ctx),
             bindings=users.list_role_bindings(self.ctx),
-            policies=[r for r in rows if r["policy"]],
+            policies=[
+                {"scope": scope, "policy": policy.model_dump(exclude_none=True, mode="json")}
+                for scope, policy in policies.list_policies(self.ctx)
+            ],
             watched=[watched_directory(w) for w in self.ctx.watchers],
         )
 
