@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -15,6 +15,13 @@ from condastore_core.errors import CondastoreError
 from condastore_web.cli.credentials import default_url, stored_token
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+#: Exit codes scripts can tell apart (click's own is 2 for a wrong command line).
+EXIT_ERROR = 1
+EXIT_NOT_FOUND = 3
+EXIT_DENIED = 4
+EXIT_CONFLICT = 5
 
 
 class ApiError(CondastoreError):
@@ -26,6 +33,12 @@ class ApiError(CondastoreError):
         super().__init__(f"{message} (HTTP {status}, {code})")
         self.status = status
         self.api_code = code
+
+    @property
+    def exit_code(self) -> int:
+        return {404: EXIT_NOT_FOUND, 401: EXIT_DENIED, 403: EXIT_DENIED, 409: EXIT_CONFLICT}.get(
+            self.status, EXIT_ERROR
+        )
 
 
 class ApiClient:
@@ -73,18 +86,33 @@ class ApiClient:
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, **params)
 
-    def download(self, path: str, target: Path | BinaryIO) -> int:
-        """Stream a download into a file or a binary stream; returns the byte count."""
+    def download(
+        self,
+        path: str,
+        target: Path | BinaryIO,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> int:
+        """Stream a download into a file or a binary stream; returns the byte count.
+
+        ``progress(done, total)`` is called after every chunk (total from Content-Length).
+        """
         with self._open("GET", path) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
             if isinstance(target, Path):
                 with open(target, "wb") as f:
-                    shutil.copyfileobj(response, f, 1 << 20)
-                return target.stat().st_size
-            count = 0
-            while chunk := response.read(1 << 20):
-                target.write(chunk)
-                count += len(chunk)
-            return count
+                    return _copy(response, f, total, progress)
+            return _copy(response, target, total, progress)
+
+
+def _copy(source, target, total, progress) -> int:  # type: ignore[no-untyped-def]
+    count = 0
+    while chunk := source.read(1 << 20):
+        target.write(chunk)
+        count += len(chunk)
+        if progress is not None:
+            progress(count, total)
+    return count
 
 
 def _api_error(exc: urllib.error.HTTPError) -> ApiError:

@@ -182,7 +182,7 @@ def env_list(namespace, search, package, limit, cursor, url, token, as_json):  #
         ],
         ["ENVIRONMENT", "CURRENT", "BUILD KEY", "DESCRIPTION"],
     )
-    more_hint(page["next_cursor"])
+    more_hint(page.get("next_cursor"))
 
 
 @env_group.command("show")
@@ -311,7 +311,7 @@ def build_list(status, namespace, environment, package, limit, cursor, url, toke
         ],
         ["ID", "ENVIRONMENT", "STATUS", "STEP", "BUILD KEY", "QUEUED"],
     )
-    more_hint(page["next_cursor"])
+    more_hint(page.get("next_cursor"))
 
 
 @build_group.command("show")
@@ -331,6 +331,32 @@ def build_show(build_id, url, token, as_json):  # type: ignore[no-untyped-def]
 def build_log(build_id, follow, url, token, as_json):  # type: ignore[no-untyped-def]
     """Print a build's log."""
     follow_log(ApiClient(url, token), build_id, follow=follow)
+
+
+@build_group.command("watch")
+@click.argument("build_id", type=int)
+@click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between looks.")
+@server_options
+@reports_errors
+def build_watch(build_id, poll, url, token, as_json):  # type: ignore[no-untyped-def]
+    """Show a build's progress until its final state; exit 1 unless it completed."""
+    from condastore_web.cli.progress import Progress
+
+    client = ApiClient(url, token)
+    progress = Progress(f"build {build_id}")
+    while True:
+        build = client.get(f"/builds/{build_id}")
+        progress.step(f"{build['status']} · {build['step']}")
+        # A completed build's tarball comes after: its log says when all is done.
+        log_end = client.get(f"/builds/{build_id}/log", offset=10**12)
+        if build["status"] in FINISHED and log_end["finished"]:
+            build = client.get(f"/builds/{build_id}")
+            break
+        time.sleep(poll)
+    progress.finish(build["status"])
+    if as_json:
+        emit_json(build)
+    exit_for(build)
 
 
 @build_group.command("cancel")

@@ -1,16 +1,18 @@
-"""``condastore user add``: accounts written straight into the server's database."""
+"""``condastore user``: ``add`` writes straight into the server's database; the rest ask the API.
+
+``user add`` is how the first administrator comes to be, before anyone can log
+in; ``list``, ``disable``, ``delete`` and ``passwd`` go through the server
+(``cli/manage.py``) like every other management command.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from condastore_core import layout
-from condastore_core.errors import ConfigError
-from condastore_core.service.context import Context
-from condastore_core.service.users import create_user
-from condastore_core.settings import Settings
+from condastore_web.cli import manage
 from condastore_web.cli.common import (
     config_option,
     data_dir_option,
@@ -19,10 +21,13 @@ from condastore_web.cli.common import (
     settings_from,
 )
 
+if TYPE_CHECKING:
+    from condastore_core.settings import Settings
+
 
 @click.group("user")
 def user_group() -> None:
-    """Manage users directly in the server's database (run where the server's data lives)."""
+    """Manage users: `add` in the server's database (where its data lives), the rest by API."""
 
 
 @user_group.command("add")
@@ -48,6 +53,9 @@ def user_add(
     config_file: Path | None,
 ) -> None:
     """Create user NAME (and their personal namespace NAME)."""
+    from condastore_core.service.context import Context
+    from condastore_core.service.users import create_user
+
     settings = settings_from(config_file, data_dir=data_dir)
     if not init:
         check_database_exists(settings)
@@ -58,6 +66,9 @@ def user_add(
 
 def check_database_exists(settings: Settings) -> None:
     """Refuse a data directory without a database: a mistyped path must not become a new store."""
+    from condastore_core import layout
+    from condastore_core.errors import ConfigError
+
     if settings.database_url is not None:
         return  # a configured server database exists or fails to connect on its own
     path = layout.sqlite_path(settings.data_dir)
@@ -66,3 +77,7 @@ def check_database_exists(settings: Settings) -> None:
             f"no condastore database in {settings.data_dir} (is the data directory right?); "
             "pass --init to create one there"
         )
+
+
+for _command in (manage.user_list, manage.user_disable, manage.user_delete, manage.user_passwd):
+    user_group.add_command(_command)

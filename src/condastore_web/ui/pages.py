@@ -10,7 +10,14 @@ import yaml
 from condastore_core.auth.rbac import Action
 from condastore_core.db.models import BuildStatus
 from condastore_core.errors import BuildNotFound
-from condastore_core.service import builds, environments, namespaces, policies, users
+from condastore_core.service import (
+    accounts,
+    builds,
+    environments,
+    namespaces,
+    policies,
+    users,
+)
 from condastore_core.service.context import Context
 from condastore_core.spec import EnvironmentSpec
 from condastore_web.api.access import access_policy, principal, require, require_admin
@@ -18,6 +25,8 @@ from condastore_web.api.access import visibility as visible
 from condastore_web.api.common import int_param
 from condastore_web.api.misc import watched_directory
 from condastore_web.api.sessions import LOGIN_PAGE, login_url, safe_next, start_session
+from condastore_web.ui.forms import FormActions
+from condastore_web.ui.manage import ManagePage
 from condastore_web.ui.render import render
 
 
@@ -153,7 +162,14 @@ class EnvironmentPage:
             self.ctx, req, Action.READ, ns, name, hidden=f"environment {ns}/{name} does not exist"
         )
         env = environments.get_environment(self.ctx, ns, name)
-        history = builds.list_builds(self.ctx, namespace=ns, environment=name, limit=100).items
+        history_page = builds.list_builds(
+            self.ctx,
+            namespace=ns,
+            environment=name,
+            limit=int_param(req, "limit", 100),
+            cursor=req.get_param("cursor"),
+        )
+        history = history_page.items
         current = env.current_build
         packages = builds.build_packages(self.ctx, current.id) if current else []
         render(
@@ -163,7 +179,9 @@ class EnvironmentPage:
             ns=ns,
             name=name,
             env=env,
+            description=env.description,
             builds=history,
+            next_builds=next_page(req, history_page.next_cursor),
             current=current,
             packages=packages,
             can_write=_can(self.ctx, req, Action.WRITE, ns, name),
@@ -197,7 +215,9 @@ class EditPage:
             raise falcon.HTTPFound(login_url(req.relative_uri))
         source = req.get_param("from")
         namespace = who.name
-        spec_text = "name: my-environment\nchannels:\n  - conda-forge\ndependencies:\n  - python\n"
+        channels = "".join(f"  - {c}\n" for c in self.ctx.settings.channels)
+        spec_text = f"name: my-environment\nchannels:\n{channels}dependencies:\n  - zlib\n"
+        current_build = None
         if source:
             namespace, _, name = source.partition("/")
             require(
@@ -212,11 +232,13 @@ class EditPage:
             if env.current_build is not None:
                 spec = EnvironmentSpec.from_dict(env.current_build.specification.spec)
                 spec_text = yaml.safe_dump(spec.to_environment_yaml(), sort_keys=False)
+                current_build = env.current_build.id
         render(
             req,
             resp,
             "edit.html",
             spec=spec_text,
+            current_build=current_build,
             source=source,
             namespace=namespace,
             namespaces=_namespaces(self.ctx, req),
@@ -281,11 +303,16 @@ class AdminPage:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         require_admin(req)
+        user_page = accounts.list_users(
+            self.ctx, limit=int_param(req, "limit", 200), cursor=req.get_param("cursor")
+        )
         render(
             req,
             resp,
             "admin.html",
-            users=users.list_users(self.ctx),
+            users=user_page.items,
+            next_users=next_page(req, user_page.next_cursor),
+            me=principal(req).name,
             bindings=users.list_role_bindings(self.ctx),
             policies=[
                 {"scope": scope, "policy": policy.model_dump(exclude_none=True, mode="json")}
@@ -308,5 +335,7 @@ def mount(app: falcon.App, ctx: Context, authenticator: users.Authenticator) -> 
     app.add_route("/ui/builds", BuildList(ctx))
     app.add_route("/ui/builds/{build_id:int}", BuildPage(ctx))
     app.add_route("/ui/admin", AdminPage(ctx))
+    app.add_route("/ui/manage", ManagePage(ctx))
+    app.add_route("/ui/do/{action}", FormActions(ctx))
     static = importlib.resources.files("condastore_web") / "static"
     app.add_static_route("/static", str(static))
