@@ -149,3 +149,30 @@ def test_the_keyboard_reaches_the_content_first_and_every_control_has_a_name(
             )
             assert unnamed == [], (path, unnamed)
     ctx.jobs.shutdown()
+
+
+def test_the_editor_completes_package_names_and_diffs_the_preview(
+    tmp_path, sample_channel, browser
+):
+    ctx = start_site(tmp_path, sample_channel, tarball=False)
+    spec = {"name": "tools", "channels": [sample_channel], "dependencies": ["zstd"]}
+    environments.submit(ctx, "default", EnvironmentSpec.from_dict(spec))
+    ctx.jobs.wait_idle(timeout=120)
+    with live_server(create_app(ctx)) as url:
+        page = browser.new_page()
+        log_in(page, url)
+        page.goto(f"{url}/ui/new?from=default/tools")
+        assert "python" not in page.input_value("#spec")
+        page.fill("#package-lookup", "x")
+        page.type("#package-lookup", "z")  # two characters: the lookup starts
+        expect(page.locator("#package-names option[value=xz]")).to_have_count(1, timeout=30_000)
+        page.fill("#package-lookup", "xz")
+        expect(page.locator("#package-versions")).to_contain_text("xz: ")
+        page.click("text=Add to dependencies")
+        assert re.search(r"^\s*- xz$", page.input_value("#spec"), re.M)
+        page.click("text=Solve preview")
+        diff = page.locator("#preview-diff")
+        expect(diff).to_contain_text("Changes against the current build", timeout=60_000)
+        assert "xz" in diff.locator("table").text_content()
+        assert "zstd" not in diff.locator("table").text_content()  # unchanged: not listed
+    ctx.jobs.shutdown()

@@ -94,10 +94,16 @@ function addPackage() {
   const at = lines.findIndex(l => /^dependencies:/.test(l));
   if (at < 0) lines.push("dependencies:", "  - " + name);
   else {
-    if (/\[\s*\]/.test(lines[at])) lines[at] = "dependencies:";
-    let end = at + 1;
-    while (end < lines.length && /^\s+(-|#)/.test(lines[end])) end++;
-    lines.splice(end, 0, "  - " + name);
+    const flow = /^dependencies:\s*\[(.*)\]\s*$/.exec(lines[at]);  // [a, b] -> a block list
+    if (flow) lines.splice(at, 1, "dependencies:",
+      ...flow[1].split(",").map(x => x.trim()).filter(Boolean).map(x => "  - " + x));
+    let end = at + 1, indent = "  ";
+    while (end < lines.length && /^\s*(-|#)/.test(lines[end])) {
+      const item = /^(\s*)- /.exec(lines[end]);
+      if (item) indent = item[1];
+      end++;
+    }
+    lines.splice(end, 0, indent + "- " + name);
   }
   spec.value = lines.join("\n") + "\n";
 }
