@@ -257,3 +257,54 @@ def test_gc_dry_run_says_what_it_would_do(site, run, channel):
     dry = run("gc", "--dry-run", "--data-dir", str(ctx.settings.data_dir)).stdout
     assert dry.startswith("would collect 0 builds, remove 1 prefixes")  # retention took one
     assert "removed" not in dry and "collected" not in dry
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_cli_as_processes_against_condastore_serve(tmp_path, channel, monkeypatch):
+    """What a user types, each command a process of its own, against a served store."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.serve import add_admin, serve
+
+    monkeypatch.setenv("CONDASTORE_CREDENTIALS", str(tmp_path / "credentials.json"))
+    monkeypatch.delenv("CONDASTORE_URL", raising=False)
+    monkeypatch.delenv("CONDASTORE_TOKEN", raising=False)
+
+    def cli(*args, code=0, stdin=None):
+        result = subprocess.run(
+            [sys.executable, "-m", "condastore_web", *args],
+            capture_output=True, text=True, timeout=300, input=stdin, env=os.environ,
+        )  # fmt: skip
+        assert result.returncode == code, (args, result.stdout, result.stderr)
+        return result
+
+    data = tmp_path / "data"
+    add_admin(data, "ada", PASSWORD)
+    with serve(data) as served:
+        cli("login", "--url", served.url, "-u", "ada", "--password-stdin", stdin=f"{PASSWORD}\n")
+        cli("namespace", "create", "team")  # no --url from here on: login remembered it
+        cli("namespace", "create", "team", code=5)
+        cli("role-binding", "add", "group:qa", "team/*", "viewer")
+        assert [b["pattern"] for b in json.loads(cli("role-binding", "list", "--json").stdout)[
+            "items"]] == ["team/*"]  # fmt: skip
+        created = cli("env", "create", "-f", spec_file(tmp_path, channel, "app", "hello"),
+                      "-n", "team", "--json")  # fmt: skip
+        build_id = json.loads(created.stdout)["id"]
+        watched = cli("build", "watch", str(build_id), "--poll", "0.2")
+        lines = watched.stderr.splitlines()  # not a terminal: one plain line per change
+        assert lines[-1].startswith(f"build {build_id}: COMPLETED")
+        assert all("\r" not in line for line in lines)
+        out = tmp_path / "app.lock.yml"
+        got = cli("download", "team/app", "-a", "lockfile", "-o", str(out))
+        assert out.stat().st_size > 0 and f"wrote {out}" in got.stderr
+        cli("download", "team/app", "-a", "lockfile", "-b", "999", code=3)
+        cli("env", "show", "team/none", code=3)
+        tokens = json.loads(cli("token", "list", "--json").stdout)["items"]
+        assert [t["kind"] for t in tokens] == ["session"]
+        cli("logout")
+        anonymous = cli("env", "list")
+        assert "not logged in" in anonymous.stderr
+        cli("namespace", "delete", "team", "--yes", code=4)
