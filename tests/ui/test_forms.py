@@ -63,8 +63,18 @@ def test_management_forms_work_without_javascript(site, ctx):
     ada = browser(url, "ada")
     r = post(ada, url, "/ui/manage", "create-namespace", name="team")
     assert (r.status_code, r.headers["Location"]) == (303, "/ui/manage")
-    assert post(ada, url, "/ui/manage", "add-binding", subject="user:vera", pattern="team/*",
-                role="admin").status_code == 303  # fmt: skip
+    assert (
+        post(
+            ada,
+            url,
+            "/ui/manage",
+            "add-binding",
+            subject="user:vera",
+            pattern="team/*",
+            role="admin",
+        ).status_code
+        == 303
+    )
     assert (
         post(ada, url, "/ui/admin", "add-user", name="otto", password=PASSWORD).status_code == 303
     )
@@ -79,10 +89,24 @@ def test_management_forms_work_without_javascript(site, ctx):
     vera = browser(url, "vera")
     page = vera.get(f"{url}/ui/manage", timeout=10).text
     assert "team" in page and "user:vera" in page and "Create namespace" not in page
-    assert post(vera, url, "/ui/manage", "add-binding", subject="group:qa", pattern="team/*",
-                role="viewer").status_code == 303  # fmt: skip
-    assert post(vera, url, "/ui/manage", "add-binding", subject="group:qa", pattern="*",
-                role="viewer").status_code == 403  # fmt: skip
+    assert (
+        post(
+            vera,
+            url,
+            "/ui/manage",
+            "add-binding",
+            subject="group:qa",
+            pattern="team/*",
+            role="viewer",
+        ).status_code
+        == 303
+    )
+    assert (
+        post(
+            vera, url, "/ui/manage", "add-binding", subject="group:qa", pattern="*", role="viewer"
+        ).status_code
+        == 403
+    )
     assert post(vera, url, "/ui/manage", "create-namespace", name="mine").status_code == 403
     assert post(vera, url, "/ui/manage", "disable-user", name="ada").status_code == 403
     other = users.issue_token(ctx, "ada").token_id
@@ -116,8 +140,15 @@ def test_builds_from_the_editor_and_their_actions_without_javascript(site, ctx, 
     second_id = int(second.headers["Location"].rsplit("/", 1)[1])
     page = ada.get(f"{url}/ui/environments/default/tools", timeout=10).text
     assert 'action="/ui/do/rollback"' in page
-    r = post(ada, url, "/ui/environments/default/tools", "rollback", namespace="default",
-             name="tools", build_id=str(first))  # fmt: skip
+    r = post(
+        ada,
+        url,
+        "/ui/environments/default/tools",
+        "rollback",
+        namespace="default",
+        name="tools",
+        build_id=str(first),
+    )
     assert r.headers["Location"] == "/ui/environments/default/tools"
     assert environments.get_environment(ctx, "default", "tools").current_build_id == first
     r = post(ada, url, f"/ui/builds/{second_id}", "rebuild", build_id=str(second_id))
@@ -125,8 +156,14 @@ def test_builds_from_the_editor_and_their_actions_without_javascript(site, ctx, 
     ctx.jobs.wait_idle(timeout=120)
     broken = post(ada, url, "/ui/new", "submit-spec", namespace="default", specification="name: [")
     assert broken.status_code == 400 and "<html" in broken.text  # the error page says why
-    r = post(ada, url, "/ui/environments/default/tools", "delete-environment",
-             namespace="default", name="tools")  # fmt: skip
+    r = post(
+        ada,
+        url,
+        "/ui/environments/default/tools",
+        "delete-environment",
+        namespace="default",
+        name="tools",
+    )
     assert r.headers["Location"] == "/ui/environments"
     with pytest.raises(NotFound):
         builds.get_build(ctx, first)
@@ -140,8 +177,12 @@ def test_a_form_without_the_sessions_csrf_token_is_refused(site, ctx):
         assert r.status_code == 403
     mallory = browser(url, "vera")  # another session's token is no good either
     token = csrf_of(mallory.get(f"{url}/ui/manage", timeout=10).text)
-    r = ada.post(f"{url}/ui/do/create-namespace", data={"name": "team", "csrf": token},
-                 allow_redirects=False, timeout=10)  # fmt: skip
+    r = ada.post(
+        f"{url}/ui/do/create-namespace",
+        data={"name": "team", "csrf": token},
+        allow_redirects=False,
+        timeout=10,
+    )
     assert r.status_code == 403
     assert [n.name for n in namespaces.list_namespaces(ctx).items if n.name == "team"] == []
     anonymous = requests.post(f"{url}/ui/do/create-namespace", data={"name": "team"}, timeout=10)

@@ -226,19 +226,36 @@ def test_package_search(site, run):
 def test_user_add_refuses_a_data_dir_without_a_database(tmp_path, run):
     typo = tmp_path / "dta"
     refused = run(
-        "user", "add", "ada", "--password-stdin", "--data-dir", str(typo),
-        stdin=f"{PASSWORD}\n{PASSWORD}\n", code=1,
-    )  # fmt: skip
+        "user",
+        "add",
+        "ada",
+        "--password-stdin",
+        "--data-dir",
+        str(typo),
+        stdin=f"{PASSWORD}\n{PASSWORD}\n",
+        code=1,
+    )
     assert "no condastore database" in refused.stderr and "--init" in refused.stderr
     assert not typo.exists()
     run(
-        "user", "add", "ada", "--init", "--password-stdin", "--data-dir", str(typo),
+        "user",
+        "add",
+        "ada",
+        "--init",
+        "--password-stdin",
+        "--data-dir",
+        str(typo),
         stdin=f"{PASSWORD}\n{PASSWORD}\n",
-    )  # fmt: skip
+    )
     run(
-        "user", "add", "bob", "--password-stdin", "--data-dir", str(typo),
+        "user",
+        "add",
+        "bob",
+        "--password-stdin",
+        "--data-dir",
+        str(typo),
         stdin=f"{PASSWORD}\n{PASSWORD}\n",
-    )  # fmt: skip
+    )
 
 
 def test_a_misspelt_variable_stops_a_command(tmp_path, run, monkeypatch):
@@ -276,8 +293,12 @@ def test_the_cli_as_processes_against_condastore_serve(tmp_path, channel, monkey
     def cli(*args, code=0, stdin=None):
         result = subprocess.run(
             [sys.executable, "-m", "condastore_web", *args],
-            capture_output=True, text=True, timeout=300, input=stdin, env=os.environ,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=300,
+            input=stdin,
+            env=os.environ,
+        )
         assert result.returncode == code, (args, result.stdout, result.stderr)
         return result
 
@@ -288,10 +309,18 @@ def test_the_cli_as_processes_against_condastore_serve(tmp_path, channel, monkey
         cli("namespace", "create", "team")  # no --url from here on: login remembered it
         cli("namespace", "create", "team", code=5)
         cli("role-binding", "add", "group:qa", "team/*", "viewer")
-        assert [b["pattern"] for b in json.loads(cli("role-binding", "list", "--json").stdout)[
-            "items"]] == ["team/*"]  # fmt: skip
-        created = cli("env", "create", "-f", spec_file(tmp_path, channel, "app", "hello"),
-                      "-n", "team", "--json")  # fmt: skip
+        assert [
+            b["pattern"] for b in json.loads(cli("role-binding", "list", "--json").stdout)["items"]
+        ] == ["team/*"]
+        created = cli(
+            "env",
+            "create",
+            "-f",
+            spec_file(tmp_path, channel, "app", "hello"),
+            "-n",
+            "team",
+            "--json",
+        )
         build_id = json.loads(created.stdout)["id"]
         watched = cli("build", "watch", str(build_id), "--poll", "0.2")
         lines = watched.stderr.splitlines()  # not a terminal: one plain line per change

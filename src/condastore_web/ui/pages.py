@@ -25,6 +25,7 @@ from condastore_web.api.access import visibility as visible
 from condastore_web.api.common import int_param
 from condastore_web.api.misc import watched_directory
 from condastore_web.api.sessions import LOGIN_PAGE, login_url, safe_next, start_session
+from condastore_web.ui import registry as registry_pages
 from condastore_web.ui.forms import FormActions
 from condastore_web.ui.manage import ManagePage
 from condastore_web.ui.render import render
@@ -336,6 +337,9 @@ def mount(app: falcon.App, ctx: Context, authenticator: users.Authenticator) -> 
     app.add_route("/ui/builds/{build_id:int}", BuildPage(ctx))
     app.add_route("/ui/admin", AdminPage(ctx))
     app.add_route("/ui/manage", ManagePage(ctx))
+    app.add_route("/ui/registry", registry_pages.RepositoryList(ctx))
+    app.add_route("/ui/registry/repository", registry_pages.RepositoryPage(ctx))
+    app.add_route("/ui/registry/manifest", registry_pages.ManifestPage(ctx))
     app.add_route("/ui/do/{action}", FormActions(ctx))
     static = importlib.resources.files("condastore_web") / "static"
     app.add_static_route("/static", str(static))
