@@ -106,6 +106,8 @@ def test_every_page_passes_axe_at_desktop_and_phone_width(tmp_path, sample_chann
         f"/ui/builds/{second.id}",
         "/ui/admin",
         "/ui/manage",
+        "/ui/registry",
+        "/ui/registry/repository?name=default/tools",
         "/ui/environments/nowhere/nothing",  # the error page
     ]
     problems = {}
