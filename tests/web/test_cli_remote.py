@@ -337,3 +337,23 @@ def test_the_cli_as_processes_against_condastore_serve(tmp_path, channel, monkey
         anonymous = cli("env", "list")
         assert "not logged in" in anonymous.stderr
         cli("namespace", "delete", "team", "--yes", code=4)
+
+
+def test_shell_completion_names_namespaces_and_environments(site, run, channel):
+    from click.shell_completion import ShellComplete
+
+    ctx, url = site
+    build(ctx, "default", channel, "tools", "hello")
+    build(ctx, "default", channel, "toys", "hello")
+    build(ctx, "vera", channel, "tools", "hello")
+    login(run, url, "ada")  # completion asks the server login remembered
+    complete = ShellComplete(main, {}, "condastore", "_CONDASTORE_COMPLETE")
+
+    def values(args, incomplete):
+        return [c.value for c in complete.get_completions(args, incomplete)]
+
+    assert values(["env", "show"], "default/to") == ["default/tools", "default/toys"]
+    assert values(["download"], "vera/") == ["vera/tools"]
+    assert values(["env", "list", "-n"], "ve") == ["vera"]
+    run("logout")
+    assert values(["env", "show"], "default/") == []  # anonymous: nothing to offer

@@ -43,6 +43,30 @@ def server_options(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
 
+def complete_environment(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of NAMESPACE/NAME from the server (nothing when it cannot be asked)."""
+    try:
+        client = ApiClient(ctx.params.get("url"), ctx.params.get("token"))
+        namespace, sep, name = incomplete.partition("/")
+        params = {"namespace": namespace, "search": name} if sep else {"search": incomplete}
+        page = client.get("/environments", limit=100, **params)
+    except (CondastoreError, OSError, ValueError):
+        return []
+    names = (f"{e['namespace']}/{e['name']}" for e in page["items"])
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+def complete_namespace(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of namespace names from the server."""
+    try:
+        page = ApiClient(ctx.params.get("url"), ctx.params.get("token")).get(
+            "/namespaces", limit=500
+        )
+    except (CondastoreError, OSError, ValueError):
+        return []
+    return sorted(n["name"] for n in page["items"] if n["name"].startswith(incomplete))
+
+
 def split_name(value: str) -> tuple[str, str]:
     namespace, sep, name = value.partition("/")
     if not sep or not namespace or not name:
@@ -107,7 +131,11 @@ def env_group() -> None:
     help="The environment.yaml.",
 )
 @click.option(
-    "-n", "--namespace", default=None, help="Where the environment lives (default: your own)."
+    "-n",
+    "--namespace",
+    default=None,
+    shell_complete=complete_namespace,
+    help="Where the environment lives (default: your own).",
 )
 @click.option(
     "--lockfile",
@@ -147,7 +175,7 @@ def env_create(spec_file, namespace, lockfile, platforms, description, wait, url
 
 
 @env_group.command("list")
-@click.option("-n", "--namespace", default=None)
+@click.option("-n", "--namespace", default=None, shell_complete=complete_namespace)
 @click.option("--search", default=None)
 @click.option("--package", default=None, help="Only those whose current build holds it.")
 @click.option("--limit", type=int, default=None)
@@ -186,7 +214,7 @@ def env_list(namespace, search, package, limit, cursor, url, token, as_json):  #
 
 
 @env_group.command("show")
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @server_options
 @reports_errors
 def env_show(environment, url, token, as_json):  # type: ignore[no-untyped-def]
@@ -211,7 +239,7 @@ def env_show(environment, url, token, as_json):  # type: ignore[no-untyped-def]
 
 
 @env_group.command("rollback")
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @click.argument("build_id", type=int)
 @server_options
 @reports_errors
@@ -225,7 +253,7 @@ def env_rollback(environment, build_id, url, token, as_json):  # type: ignore[no
 
 
 @env_group.command("delete")
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @server_options
 @reports_errors
 def env_delete(environment, url, token, as_json):  # type: ignore[no-untyped-def]
@@ -237,7 +265,7 @@ def env_delete(environment, url, token, as_json):  # type: ignore[no-untyped-def
 
 
 @env_group.command("diff")
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @click.argument("old", type=int)
 @click.argument("new", type=int)
 @server_options
@@ -273,7 +301,7 @@ def build_group() -> None:
 
 @build_group.command("list")
 @click.option("--status", default=None)
-@click.option("-n", "--namespace", default=None)
+@click.option("-n", "--namespace", default=None, shell_complete=complete_namespace)
 @click.option("-e", "--environment", default=None)
 @click.option("--package", default=None, help="Only builds containing this package.")
 @click.option("--limit", type=int, default=None)
@@ -393,7 +421,7 @@ def build_pack(build_id, url, token, as_json):  # type: ignore[no-untyped-def]
 
 
 @click.command("download")
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @click.option(
     "-a",
     "--artifact",
