@@ -8,6 +8,7 @@ receives a :class:`Settings`; it never reads the environment itself.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -22,6 +23,21 @@ from condastore_core.channels import DEFAULT_CHANNEL_ALIAS
 from condastore_core.errors import ConfigError
 
 ENV_PREFIX = "CONDASTORE_"
+#: Variables with the prefix that are not settings: the CLI's (which server, which token,
+#: where tokens are kept, which config file) and the locations the project's own tests and
+#: benchmarks read. Any other ``CONDASTORE_*`` name is a typo, refused like one in the file.
+NOT_SETTINGS = frozenset(
+    {
+        "CONDASTORE_CONFIG",
+        "CONDASTORE_URL",
+        "CONDASTORE_TOKEN",
+        "CONDASTORE_CREDENTIALS",
+        "CONDASTORE_SAMPLE_CHANNEL",
+        "CONDASTORE_PY39_REPODATA",
+    }
+)
+#: Names under this prefix belong to the test suite (its Redis and PostgreSQL servers).
+TEST_PREFIX = "CONDASTORE_TEST_"
 
 
 def default_data_dir() -> Path:
@@ -181,15 +197,13 @@ def load_settings(
     elif config_file is not None:
         raise ConfigError(f"config file {config_file} does not exist")
 
-    for name, value in environ.items():
-        if name.startswith(ENV_PREFIX) and name not in (
-            "CONDASTORE_CONFIG",
-            "CONDASTORE_URL",
-            "CONDASTORE_TOKEN",
-        ):
-            key = name[len(ENV_PREFIX) :].lower()
-            if key in _FIELDS:
-                values[key] = value
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS or name.startswith(TEST_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting variable {name}{_did_you_mean(key, variable=True)}")
+        values[key] = value
 
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -211,8 +225,15 @@ def _config_path(overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Pa
 
 def _check_key(key: str, source: str) -> str:
     if key not in _FIELDS:
-        raise ConfigError(f"unknown setting {key!r} in {source}")
+        raise ConfigError(f"unknown setting {key!r} in {source}{_did_you_mean(key)}")
     return key
+
+
+def _did_you_mean(key: str, *, variable: bool = False) -> str:
+    close = difflib.get_close_matches(key, _FIELDS, n=1)
+    if not close:
+        return ""
+    return f" (did you mean {ENV_PREFIX + close[0].upper() if variable else repr(close[0])}?)"
 
 
 def _coerce(key: str, value: Any) -> Any:

@@ -107,3 +107,24 @@ def test_registry_credentials_are_read_but_never_shown(tmp_path):
     assert "tok3n" not in repr(s) and "hunter2" not in repr(
         load_settings(environ={}, config_file=cfg)
     )
+
+
+def test_a_misspelt_variable_is_refused_like_a_misspelt_key_in_the_file(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={"CONDASTORE_TARBAL": "false", "CONDASTORE_DATA_DIR": "/x"})
+    assert "CONDASTORE_TARBAL" in refused.value.message
+    assert "did you mean CONDASTORE_TARBALL" in refused.value.message
+    with pytest.raises(ConfigError, match=r"'tarbal'.*did you mean 'tarball'"):
+        (tmp_path / "c.toml").write_text("tarbal = false\n")
+        load_settings(config_file=tmp_path / "c.toml", environ={})
+
+
+def test_the_clients_and_the_test_suites_variables_are_not_settings():
+    environ = {
+        "CONDASTORE_URL": "http://example.org",
+        "CONDASTORE_TOKEN": "t",
+        "CONDASTORE_CREDENTIALS": "/nowhere",
+        "CONDASTORE_TEST_REDIS_URL": "redis://127.0.0.1/5",
+        "CONDASTORE_TARBALL": "false",
+    }
+    assert load_settings(environ=environ).tarball is False

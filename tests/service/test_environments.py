@@ -199,3 +199,52 @@ def test_a_description_changes_without_a_build(ctx, channel):
         environments.set_description(ctx, "default", "web", "x" * 5000)
     with pytest.raises(NotFound):
         environments.set_description(ctx, "default", "nope", "")
+
+
+def test_the_description_is_the_current_builds_after_a_rollback(ctx, channel):
+    def described(text, *deps):
+        data = {"name": "web", "channels": [channel], "dependencies": deps, "description": text}
+        return EnvironmentSpec.from_dict(data)
+
+    first = build_and_wait(ctx, "default", described("hello one", "hello 1.0"))
+    assert environments.get_environment(ctx, "default", "web").description == "hello one"
+    broken = environments.submit(ctx, "default", described("broken", "broken"))
+    ctx.jobs.wait_idle(timeout=120)
+    assert builds.get_build(ctx, broken.id).status == BuildStatus.FAILED
+    # A failed build never became current: the page still describes what is there.
+    assert environments.get_environment(ctx, "default", "web").description == "hello one"
+    second = build_and_wait(ctx, "default", described("hello two", "hello 2.0"))
+    assert second.status == BuildStatus.COMPLETED
+    assert environments.get_environment(ctx, "default", "web").description == "hello two"
+    environments.set_current_build(ctx, "default", "web", first.id)
+    assert environments.get_environment(ctx, "default", "web").description == "hello one"
+
+
+def test_the_package_filter_looks_at_current_builds_across_pages(ctx, channel):
+    for i in range(3):
+        build_and_wait(ctx, "default", spec(channel, "libx", name=f"with{i}"))
+    build_and_wait(ctx, "default", spec(channel, "hello", name="without"))
+    # "moved" held libx once; its current build no longer does.
+    build_and_wait(ctx, "default", spec(channel, "libx", name="moved"))
+    build_and_wait(ctx, "default", spec(channel, "hello", name="moved"))
+
+    def names(**kw):
+        return {e.name for e in environments.list_environments(ctx, **kw).items}
+
+    assert names(package="libx") == {"with0", "with1", "with2"}
+    first = environments.list_environments(ctx, package="libx", limit=2)
+    assert len(first.items) == 2 and first.next_cursor
+    rest = environments.list_environments(ctx, package="libx", limit=2, cursor=first.next_cursor)
+    assert {e.name for e in first.items + rest.items} == {"with0", "with1", "with2"}
+    assert rest.next_cursor is None
+
+
+def test_a_policy_for_a_namespace_that_does_not_exist_is_refused(ctx):
+    from condastore_core.service import policies
+
+    with pytest.raises(NotFound, match="'nowhere'"):
+        policies.set_policy(ctx, "nowhere", {"allowed_channels": ["conda-forge"]})
+    with pytest.raises(NotFound):
+        policies.set_policy(ctx, "nowhere/env", {"required_packages": ["zlib"]})
+    policies.set_policy(ctx, "default/env", {"required_packages": ["zlib"]})
+    assert [scope for scope, _ in policies.list_policies(ctx)] == ["default/env"]

@@ -34,7 +34,7 @@ def test_ordinary_names_that_merely_contain_a_reserved_word_are_fine(ctx):
 def test_condastore_user_add_conda_is_refused_with_a_clear_message(tmp_path):
     result = CliRunner().invoke(
         main,
-        ["user", "add", "conda", "--password-stdin", "--data-dir", str(tmp_path / "d")],
+        ["user", "add", "conda", "--init", "--password-stdin", "--data-dir", str(tmp_path / "d")],
         input=f"{PASSWORD}\n{PASSWORD}\n",
     )
     assert result.exit_code == 1

@@ -33,7 +33,7 @@ def condastore(*args: str, stdin: str | None = None, timeout: float = 300) -> st
 
 def add_admin(data_dir: Path, name: str, password: str) -> None:
     condastore(
-        "user", "add", name, "--admin", "--password-stdin", "--data-dir", str(data_dir),
+        "user", "add", name, "--admin", "--init", "--password-stdin", "--data-dir", str(data_dir),
         stdin=f"{password}\n",
     )  # fmt: skip
 

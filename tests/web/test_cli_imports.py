@@ -140,6 +140,12 @@ def test_version_is_the_installed_packages():
         ["logout", "--help"],
         ["token", "create", "--help"],
         ["push", "--help"],
+        ["namespace", "list", "--help"],
+        ["user", "list", "--help"],
+        ["token", "list", "--help"],
+        ["role-binding", "add", "--help"],
+        ["package", "search", "--help"],
+        ["build", "watch", "--help"],
     ],
 )
 def test_remote_commands_import_no_server_stack(args):

@@ -211,6 +211,28 @@ TABLE = [
         {"name": "newcomer", "password": PASSWORD},
         "401 403 403 403 403 401 401 401 201",
     ),
+    ("GET", "/api/v1/tokens", "/api/v1/tokens", None, "401 200 200 200 200 401 401 401 200"),
+    (
+        "DELETE",
+        "/api/v1/tokens/{token_id}",
+        "/api/v1/tokens/{token}",
+        None,
+        "401 404 404 404 404 401 401 401 204",
+    ),
+    (
+        "PATCH",
+        "/api/v1/users/{name}",
+        "/api/v1/users/victim",
+        {"disabled": False},
+        "401 403 403 403 403 401 401 401 200",
+    ),
+    (
+        "PUT",
+        "/api/v1/users/{name}/password",
+        "/api/v1/users/victim/password",
+        {"password": PASSWORD},
+        "401 403 403 403 403 401 401 401 204",
+    ),
     (
         "DELETE",
         "/api/v1/users/{name}",
@@ -299,7 +321,13 @@ def world(ctx, make_test_channel, tmp_path):
             "admin": lambda: users.issue_token(ctx, "ada").token,
         }[role]()
 
-    fill = {"build": str(build.id), "binding": str(binding.id), "channel": channel}
+    victims_token = users.issue_token(ctx, "victim").token_id
+    fill = {
+        "build": str(build.id),
+        "binding": str(binding.id),
+        "channel": channel,
+        "token": victims_token,
+    }
     return testing.TestClient(create_app(ctx)), token_for, fill
 
 

@@ -75,7 +75,7 @@ def test_create_wait_download_from_the_sample_channel(server, sample_channel, tm
     cli(
         server,
         "download",
-        "default/tools",
+        "alice/tools",  # the caller's own namespace, as in the web UI
         "--artifact",
         "lockfile",
         "-o",
@@ -99,9 +99,9 @@ def test_cli_reports_server_errors_in_one_line(server, tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "dependencies" in result.stderr
     missing = cli(server, "env", "show", "default/nothing", check=False)
-    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    assert missing.returncode == 3 and "does not exist" in missing.stderr  # 3: not found
     rollback = cli(server, "env", "rollback", "default/nothing", "7", check=False)
-    assert rollback.returncode == 1 and "HTTP 404" in rollback.stderr
+    assert rollback.returncode == 3 and "HTTP 404" in rollback.stderr
     narrowed = cli(server, "token", "create", "--binding", "alice/*=viewer", "--expires-in", "1h")
     token = narrowed.stdout.strip()
     spec = tmp_path / "env.yaml"
@@ -126,10 +126,10 @@ def test_cli_reports_server_errors_in_one_line(server, tmp_path):
         text=True,
         timeout=60,
     )
-    assert refused.returncode == 1 and "HTTP 403" in refused.stderr
+    assert refused.returncode == 4 and "HTTP 403" in refused.stderr  # 4: not allowed
     cli(server, "logout")
     after = cli(server, "env", "show", "default/x", check=False)
-    assert after.returncode == 1 and "HTTP 401" in after.stderr
+    assert after.returncode == 4 and "HTTP 401" in after.stderr
 
 
 def test_serve_runs_its_worker_processes_and_replaces_them_gracefully(tmp_path):

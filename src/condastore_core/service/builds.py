@@ -3,6 +3,8 @@ and make a build's tarball again."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,6 +16,7 @@ from condastore_core.db.models import (
     BuildStatus,
     Environment,
     Namespace,
+    as_utc,
     utcnow,
     valid_id,
 )
@@ -29,6 +32,24 @@ def find_build(session: Session, build_id: int) -> Build:
     if build is None or build.deleted_at is not None:
         raise BuildNotFound(f"build {build_id} does not exist")
     return build
+
+
+def tarball_pending(ctx: Context, build: Build) -> bool:
+    """Whether a completed build's tarball is still to come (its packing job is queued or runs).
+
+    A build is followed (its log, its page) until then; a packing job lost for longer
+    than a build may take is not waited for.
+    """
+    if build.status != BuildStatus.COMPLETED or not ctx.settings.tarball or ctx.jobs is None:
+        return False
+    kind = ArtifactKind.TARBALL.value
+    if build.build_key is None or kind in (build.artifact_errors or {}):
+        return False
+    if any(a.kind == kind for a in build.artifacts):
+        return False
+    ended = as_utc(build.ended_at) if build.ended_at is not None else None
+    timeout = dt.timedelta(seconds=ctx.settings.build_timeout_seconds)
+    return ended is None or dt.datetime.now(dt.UTC) - ended < timeout
 
 
 def get_build(ctx: Context, build_id: int) -> Build:

@@ -132,8 +132,12 @@ def submit(
         if env.deleted_at is not None:  # re-created under the same name
             env.deleted_at = None
             env.current_build_id = None
-        if description is not None or spec.description is not None:
-            env.description = description if description is not None else spec.description or ""
+        # The page describes what the environment holds: a spec's own description waits
+        # until its build becomes current (``describe``); an explicit one applies now.
+        if description is not None:
+            env.description = description
+        elif env.current_build_id is None:
+            env.description = spec.description or ""
         specification = _specification(session, spec)
         session.flush()
         pending = session.scalar(
@@ -182,10 +186,12 @@ def list_environments(
     *,
     namespace: str | None = None,
     search: str | None = None,
+    package: str | None = None,
     limit: int | None = None,
     cursor: str | None = None,
     visible: Visibility | None = None,
 ) -> Page[Environment]:
+    """Environments by id; ``package`` keeps those whose *current* build holds that package."""
     with ctx.sessions() as session:
         stmt = (
             select(Environment)
@@ -198,6 +204,12 @@ def list_environments(
             pattern = f"%{search.lower()}%"
             stmt = stmt.where(
                 or_(Environment.name.like(pattern), Environment.description.ilike(pattern))
+            )
+        if package:
+            stmt = stmt.where(
+                Environment.current_build_id.in_(
+                    select(BuildPackage.build_id).where(BuildPackage.name == package.strip())
+                )
             )
         if visible is None:
             return paginate(session, stmt, Environment.id, limit, cursor)
@@ -220,6 +232,7 @@ def set_current_build(ctx: Context, namespace: str, name: str, build_id: int) ->
             )
         env.current_build_id = build.id
         env.updated_at = utcnow()
+        describe(env, build)
     return get_environment(ctx, namespace, name)
 
 
@@ -232,6 +245,17 @@ def set_description(ctx: Context, namespace: str, name: str, description: str) -
         env.description = description
         env.updated_at = utcnow()
     return get_environment(ctx, namespace, name)
+
+
+def describe(env: Environment, build: Build) -> None:
+    """Take the description of ``build``'s spec, now that the build is current.
+
+    A spec without one leaves the description as it was (given with the API's
+    ``description`` field, or by an earlier spec).
+    """
+    described = (build.specification.spec or {}).get("description")
+    if described:
+        env.description = described
 
 
 def delete_environment(ctx: Context, namespace: str, name: str) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from condastore_core.db.models import Build, LogChunk
 from condastore_core.errors import BuildCanceled, InvalidRequest
-from condastore_core.service.builds import find_build
+from condastore_core.service.builds import find_build, tarball_pending
 from condastore_core.service.context import Context
 
 #: How often a running build looks for a cancellation request.
@@ -84,7 +84,7 @@ def read_log(ctx: Context, build_id: int, offset: int = 0) -> LogSlice:
         raise InvalidRequest("offset must not be negative")
     with ctx.sessions() as session:
         build = find_build(session, build_id)
-        finished = build.status.finished
+        finished = build.status.finished and not tarball_pending(ctx, build)
         chunks = session.scalars(
             select(LogChunk)
             .where(

@@ -11,7 +11,7 @@ from condastore_core.db.models import Build, BuildStatus, Environment, PolicyRec
 from condastore_core.errors import InvalidRequest
 from condastore_core.policy import Policy, merge
 from condastore_core.service.context import Context
-from condastore_core.service.namespaces import check_namespace_name
+from condastore_core.service.namespaces import check_namespace_name, find_namespace
 
 
 def check_scope(scope: str) -> str:
@@ -45,13 +45,23 @@ def get_policy(ctx: Context, scope: str) -> Policy:
         return Policy(**row.policy) if row is not None else Policy()
 
 
+def list_policies(ctx: Context) -> list[tuple[str, Policy]]:
+    """Every stored policy by scope (global first), as the admin page shows them."""
+    with ctx.sessions() as session:
+        rows = session.scalars(select(PolicyRecord).order_by(PolicyRecord.scope)).all()
+        return [(r.scope, Policy(**r.policy)) for r in rows if r.policy]
+
+
 def set_policy(ctx: Context, scope: str, data: dict) -> Policy:
+    """Store the policy of ``scope``; its namespace must exist (a typo would never apply)."""
     check_scope(scope)
     try:
         policy = Policy(**data)
     except ValidationError as exc:
         raise InvalidRequest(f"invalid policy: {exc.errors()[0]['msg']}") from None
     with ctx.sessions.begin() as session:
+        if scope:
+            find_namespace(session, scope.partition("/")[0])
         row = session.scalar(select(PolicyRecord).where(PolicyRecord.scope == scope))
         if row is None:
             row = PolicyRecord(scope=scope, policy={})

@@ -33,6 +33,7 @@ from condastore_core.errors import BuildCanceled, CondastoreError, PackError
 from condastore_core.lock import Lock, parse_conda_lock_yaml
 from condastore_core.render import render_text_artifacts
 from condastore_core.service.context import Context
+from condastore_core.service.environments import describe
 from condastore_core.service.images import attach_artifacts
 from condastore_core.service.logs import BuildLog, log_length, read_log
 from condastore_core.service.policies import enforce_retention, namespace_gate
@@ -356,6 +357,7 @@ def _finish(
         if status == BuildStatus.COMPLETED and build.deleted_at is None:
             build.environment.current_build_id = build_id
             build.environment.updated_at = utcnow()
+            describe(build.environment, build)
             session.flush()
             enforce_retention(session, build.environment)
 

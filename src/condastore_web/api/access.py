@@ -13,6 +13,7 @@ know to log in); what they may read but not change answers 403.
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import parse_qs
 
 import falcon
 
@@ -38,6 +39,24 @@ from condastore_web.api.sessions import (
 )
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+#: Where the UI's JavaScript-free forms post; their CSRF token is a form field.
+FORM_PREFIX = "/ui/do/"
+#: A form of the UI is a few short fields (a spec is the largest); anything larger is not one.
+MAX_FORM_BYTES = 1 << 20
+
+
+def read_form(req: falcon.Request, limit: int = MAX_FORM_BYTES) -> dict[str, str]:
+    """The fields of a urlencoded form body, size-limited; the first value of each."""
+    raw = req.bounded_stream.read(limit + 1)
+    if len(raw) > limit:
+        raise falcon.HTTPContentTooLarge(description="the form is too large")
+    try:
+        fields = parse_qs(raw.decode(), keep_blank_values=True, max_num_fields=32)
+    except (UnicodeDecodeError, ValueError):
+        raise falcon.HTTPBadRequest(description="the form could not be read") from None
+    return {k: v[0] for k, v in fields.items()}
+
+
 #: Where a password is checked: a session cookie the browser still sends plays no part.
 LOGIN_ROUTES = {("POST", LOGIN_PAGE), ("POST", "/api/v1/auth/login")}
 
@@ -70,7 +89,12 @@ class Authenticate:
         if not cookie or (req.method, req.path) in LOGIN_ROUTES:
             return
         session = cookie[0]
-        if req.method not in SAFE_METHODS and not csrf_matches(
+        if req.method not in SAFE_METHODS and req.path.startswith(FORM_PREFIX):
+            # A plain HTML form (no JavaScript) carries the CSRF token as a field.
+            req.context.form = read_form(req)
+            if not csrf_matches(session, req.context.form.get("csrf", "")):
+                raise Forbidden("missing or wrong CSRF token in the form; reload the page")
+        elif req.method not in SAFE_METHODS and not csrf_matches(
             session, req.get_header(CSRF_HEADER) or ""
         ):
             raise Forbidden(f"missing or wrong {CSRF_HEADER} header for a cookie session")

@@ -32,6 +32,7 @@ class EnvironmentCollection:
             self.ctx,
             namespace=req.get_param("namespace"),
             search=req.get_param("search"),
+            package=req.get_param("package") or None,
             limit=int_param(req, "limit"),
             cursor=req.get_param("cursor"),
             visible=visibility(self.ctx, req),

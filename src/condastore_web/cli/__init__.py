@@ -35,6 +35,10 @@ build = BuildGroup(
         "list": LazyCommand(f"{_CLI}.remote:build_list", "List builds, newest first."),
         "show": LazyCommand(f"{_CLI}.remote:build_show", "Show one build and its artifacts."),
         "log": LazyCommand(f"{_CLI}.remote:build_log", "Print a build's log."),
+        "watch": LazyCommand(
+            f"{_CLI}.remote:build_watch",
+            "Show a build's progress until its final state; exit 1 unless it completed.",
+        ),
         "cancel": LazyCommand(f"{_CLI}.remote:build_cancel", "Cancel a queued or running build."),
         "rebuild": LazyCommand(
             f"{_CLI}.remote:build_rebuild", "Queue a new build of the same spec."
@@ -74,7 +78,17 @@ COMMANDS = {
     ),
     "user": LazyCommand(
         f"{_CLI}.users:user_group",
-        "Manage users directly in the server's database (run where the server's data lives).",
+        "Manage users: `add` in the server's database (where its data lives), the rest by API.",
+    ),
+    "namespace": LazyCommand(
+        f"{_CLI}.manage:namespace_group", "Namespaces on a condastore server: list, create, delete."
+    ),
+    "role-binding": LazyCommand(
+        f"{_CLI}.manage:role_binding_group",
+        "Role bindings: who may read, write or administer which namespaces.",
+    ),
+    "package": LazyCommand(
+        f"{_CLI}.manage:package_group", "Packages in the channels a server may use."
     ),
     "login": LazyCommand(
         f"{_CLI}.accounts:login", "Log in and keep the token so later commands are authenticated."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from condastore_core.errors import CondastoreError
+from condastore_web.cli import manage
 from condastore_web.cli.client import ApiClient
 from condastore_web.cli.common import read_password, reports_errors
 from condastore_web.cli.credentials import store_token
@@ -100,3 +101,7 @@ def token_create(
             f"expires {issued['expires_at']}; scope {issued['scope'] or 'all your rights'}",
             err=True,
         )
+
+
+token_group.add_command(manage.token_list)
+token_group.add_command(manage.token_revoke)

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from condastore_core.errors import CondastoreError
-from condastore_web.cli.credentials import stored_token
+from condastore_web.cli.credentials import default_url, stored_token
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+#: Exit codes scripts can tell apart (click's own is 2 for a wrong command line).
+EXIT_ERROR = 1
+EXIT_NOT_FOUND = 3
+EXIT_DENIED = 4
+EXIT_CONFLICT = 5
 
 
 class ApiError(CondastoreError):
@@ -27,11 +34,31 @@ class ApiError(CondastoreError):
         self.status = status
         self.api_code = code
 
+    @property
+    def exit_code(self) -> int:
+        return {404: EXIT_NOT_FOUND, 401: EXIT_DENIED, 403: EXIT_DENIED, 409: EXIT_CONFLICT}.get(
+            self.status, EXIT_ERROR
+        )
+
 
 class ApiClient:
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
-        self.url = (url or os.environ.get("CONDASTORE_URL") or DEFAULT_URL).rstrip("/")
+        self.url = (url or os.environ.get("CONDASTORE_URL") or default_url() or DEFAULT_URL).rstrip(
+            "/"
+        )
         self.token = token or os.environ.get("CONDASTORE_TOKEN") or stored_token(self.url)
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.token
+
+    def own_namespace(self) -> str:
+        """The caller's own namespace (named after them), the default like in the web UI."""
+        if self.anonymous:
+            raise CondastoreError(
+                f"not logged in to {self.url}: run `condastore login` or pass --namespace"
+            )
+        return str(self.get("/auth/me")["name"])
 
     def _open(self, method: str, path: str, body: Any = None, params: dict | None = None):  # type: ignore[no-untyped-def]
         query = {k: v for k, v in (params or {}).items() if v is not None}
@@ -59,18 +86,33 @@ class ApiClient:
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, **params)
 
-    def download(self, path: str, target: Path | BinaryIO) -> int:
-        """Stream a download into a file or a binary stream; returns the byte count."""
+    def download(
+        self,
+        path: str,
+        target: Path | BinaryIO,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> int:
+        """Stream a download into a file or a binary stream; returns the byte count.
+
+        ``progress(done, total)`` is called after every chunk (total from Content-Length).
+        """
         with self._open("GET", path) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
             if isinstance(target, Path):
                 with open(target, "wb") as f:
-                    shutil.copyfileobj(response, f, 1 << 20)
-                return target.stat().st_size
-            count = 0
-            while chunk := response.read(1 << 20):
-                target.write(chunk)
-                count += len(chunk)
-            return count
+                    return _copy(response, f, total, progress)
+            return _copy(response, target, total, progress)
+
+
+def _copy(source, target, total, progress) -> int:  # type: ignore[no-untyped-def]
+    count = 0
+    while chunk := source.read(1 << 20):
+        target.write(chunk)
+        count += len(chunk)
+        if progress is not None:
+            progress(count, total)
+    return count
 
 
 def _api_error(exc: urllib.error.HTTPError) -> ApiError:

@@ -41,7 +41,11 @@ def settings_from(config_file: Path | None, **overrides: Any) -> Settings:
 
 
 def reports_errors(f: F) -> F:
-    """Print a condastore error as one clear message and exit 1, without a traceback."""
+    """Print a condastore error as one clear message, without a traceback, and exit non-zero.
+
+    1 for most errors; a server's answer picks its own (``client.ApiError.exit_code``:
+    3 not found, 4 not allowed, 5 conflict), so scripts can tell them apart.
+    """
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -49,7 +53,7 @@ def reports_errors(f: F) -> F:
             return f(*args, **kwargs)
         except CondastoreError as exc:
             click.echo(f"error: {exc.message}", err=True)
-            sys.exit(1)
+            sys.exit(getattr(exc, "exit_code", 1))
 
     return wrapper  # type: ignore[return-value]
 

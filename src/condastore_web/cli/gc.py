@@ -45,10 +45,16 @@ def gc_command(
         emit_json(report.to_json())
         return
     verb = "would free" if dry_run else "freed"
-    click.echo(
-        f"builds collected: {len(report.builds_collected)}; prefixes removed: "
-        f"{len(report.prefixes_removed)}; manifests pruned: {report.manifests_pruned}"
-    )
+    if dry_run:
+        click.echo(
+            f"would collect {len(report.builds_collected)} builds, remove "
+            f"{len(report.prefixes_removed)} prefixes and prune {report.manifests_pruned} manifests"
+        )
+    else:
+        click.echo(
+            f"builds collected: {len(report.builds_collected)}; prefixes removed: "
+            f"{len(report.prefixes_removed)}; manifests pruned: {report.manifests_pruned}"
+        )
     click.echo(
         f"{verb} {report.bytes_freed} bytes in {report.blobs_deleted} blobs; "
         f"{report.blobs_kept} blobs kept"

@@ -24,3 +24,18 @@ def fields(data: dict[str, Any], keys: Sequence[str]) -> None:
     width = max(len(k) for k in keys)
     for key in keys:
         click.echo(f"{key.ljust(width)}  {'' if data.get(key) is None else data[key]}")
+
+
+def more_hint(next_cursor: str | None) -> None:
+    """Tell the reader (on stderr, so piped tables stay clean) how to get the next page."""
+    if next_cursor:
+        click.echo(f"more: repeat with --cursor {next_cursor}", err=True)
+
+
+def anonymous_hint(url: str) -> None:
+    """An empty answer to a caller without a token is rarely what they meant to ask."""
+    click.echo(
+        f"note: not logged in to {url}; only what anonymous callers may see is listed "
+        "(condastore login)",
+        err=True,
+    )

@@ -13,7 +13,7 @@ import click
 from condastore_core.errors import CondastoreError
 from condastore_web.cli.client import ApiClient
 from condastore_web.cli.common import reports_errors
-from condastore_web.cli.output import emit_json, fields, table
+from condastore_web.cli.output import anonymous_hint, emit_json, fields, more_hint, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 FINISHED = {"COMPLETED", "FAILED", "CANCELED"}
@@ -41,6 +41,30 @@ def server_options(f: F) -> F:
         "--token", envvar="CONDASTORE_TOKEN", help="API token (env CONDASTORE_TOKEN)."
     )(f)
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+
+
+def complete_environment(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of NAMESPACE/NAME from the server (nothing when it cannot be asked)."""
+    try:
+        client = ApiClient(ctx.params.get("url"), ctx.params.get("token"))
+        namespace, sep, name = incomplete.partition("/")
+        params = {"namespace": namespace, "search": name} if sep else {"search": incomplete}
+        page = client.get("/environments", limit=100, **params)
+    except (CondastoreError, OSError, ValueError):
+        return []
+    names = (f"{e['namespace']}/{e['name']}" for e in page["items"])
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+def complete_namespace(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of namespace names from the server."""
+    try:
+        page = ApiClient(ctx.params.get("url"), ctx.params.get("token")).get(
+            "/namespaces", limit=500
+        )
+    except (CondastoreError, OSError, ValueError):
+        return []
+    return sorted(n["name"] for n in page["items"] if n["name"].startswith(incomplete))
 
 
 def split_name(value: str) -> tuple[str, str]:
@@ -106,7 +130,13 @@ def env_group() -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="The environment.yaml.",
 )
-@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    shell_complete=complete_namespace,
+    help="Where the environment lives (default: your own).",
+)
 @click.option(
     "--lockfile",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -120,6 +150,7 @@ def env_group() -> None:
 def env_create(spec_file, namespace, lockfile, platforms, description, wait, url, token, as_json):  # type: ignore[no-untyped-def]
     """Create or update an environment from a spec; queues a build."""
     client = ApiClient(url, token)
+    namespace = namespace or client.own_namespace()
     body: dict[str, Any] = {"namespace": namespace, "specification": spec_file.read_text()}
     if lockfile:
         body["lockfile"] = lockfile.read_text()
@@ -144,16 +175,26 @@ def env_create(spec_file, namespace, lockfile, platforms, description, wait, url
 
 
 @env_group.command("list")
-@click.option("-n", "--namespace", default=None)
+@click.option("-n", "--namespace", default=None, shell_complete=complete_namespace)
 @click.option("--search", default=None)
+@click.option("--package", default=None, help="Only those whose current build holds it.")
 @click.option("--limit", type=int, default=None)
+@click.option("--cursor", default=None, help="Where the previous page ended.")
 @server_options
 @reports_errors
-def env_list(namespace, search, limit, url, token, as_json):  # type: ignore[no-untyped-def]
+def env_list(namespace, search, package, limit, cursor, url, token, as_json):  # type: ignore[no-untyped-def]
     """List environments."""
-    page = ApiClient(url, token).get(
-        "/environments", namespace=namespace, search=search, limit=limit
+    client = ApiClient(url, token)
+    page = client.get(
+        "/environments",
+        namespace=namespace,
+        search=search,
+        package=package,
+        limit=limit,
+        cursor=cursor,
     )
+    if client.anonymous and not page["items"]:
+        anonymous_hint(client.url)
     if as_json:
         emit_json(page)
         return
@@ -169,10 +210,11 @@ def env_list(namespace, search, limit, url, token, as_json):  # type: ignore[no-
         ],
         ["ENVIRONMENT", "CURRENT", "BUILD KEY", "DESCRIPTION"],
     )
+    more_hint(page.get("next_cursor"))
 
 
 @env_group.command("show")
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @server_options
 @reports_errors
 def env_show(environment, url, token, as_json):  # type: ignore[no-untyped-def]
@@ -197,7 +239,7 @@ def env_show(environment, url, token, as_json):  # type: ignore[no-untyped-def]
 
 
 @env_group.command("rollback")
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @click.argument("build_id", type=int)
 @server_options
 @reports_errors
@@ -211,7 +253,7 @@ def env_rollback(environment, build_id, url, token, as_json):  # type: ignore[no
 
 
 @env_group.command("delete")
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @server_options
 @reports_errors
 def env_delete(environment, url, token, as_json):  # type: ignore[no-untyped-def]
@@ -223,7 +265,7 @@ def env_delete(environment, url, token, as_json):  # type: ignore[no-untyped-def
 
 
 @env_group.command("diff")
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @click.argument("old", type=int)
 @click.argument("new", type=int)
 @server_options
@@ -259,22 +301,27 @@ def build_group() -> None:
 
 @build_group.command("list")
 @click.option("--status", default=None)
-@click.option("-n", "--namespace", default=None)
+@click.option("-n", "--namespace", default=None, shell_complete=complete_namespace)
 @click.option("-e", "--environment", default=None)
 @click.option("--package", default=None, help="Only builds containing this package.")
 @click.option("--limit", type=int, default=None)
+@click.option("--cursor", default=None, help="Where the previous page ended.")
 @server_options
 @reports_errors
-def build_list(status, namespace, environment, package, limit, url, token, as_json):  # type: ignore[no-untyped-def]
+def build_list(status, namespace, environment, package, limit, cursor, url, token, as_json):  # type: ignore[no-untyped-def]
     """List builds, newest first."""
-    page = ApiClient(url, token).get(
+    client = ApiClient(url, token)
+    page = client.get(
         "/builds",
         status=status,
         namespace=namespace,
         environment=environment,
         package=package,
         limit=limit,
+        cursor=cursor,
     )
+    if client.anonymous and not page["items"]:
+        anonymous_hint(client.url)
     if as_json:
         emit_json(page)
         return
@@ -292,6 +339,7 @@ def build_list(status, namespace, environment, package, limit, url, token, as_js
         ],
         ["ID", "ENVIRONMENT", "STATUS", "STEP", "BUILD KEY", "QUEUED"],
     )
+    more_hint(page.get("next_cursor"))
 
 
 @build_group.command("show")
@@ -311,6 +359,32 @@ def build_show(build_id, url, token, as_json):  # type: ignore[no-untyped-def]
 def build_log(build_id, follow, url, token, as_json):  # type: ignore[no-untyped-def]
     """Print a build's log."""
     follow_log(ApiClient(url, token), build_id, follow=follow)
+
+
+@build_group.command("watch")
+@click.argument("build_id", type=int)
+@click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between looks.")
+@server_options
+@reports_errors
+def build_watch(build_id, poll, url, token, as_json):  # type: ignore[no-untyped-def]
+    """Show a build's progress until its final state; exit 1 unless it completed."""
+    from condastore_web.cli.progress import Progress
+
+    client = ApiClient(url, token)
+    progress = Progress(f"build {build_id}")
+    while True:
+        build = client.get(f"/builds/{build_id}")
+        progress.step(f"{build['status']} · {build['step']}")
+        # A completed build's tarball comes after: its log says when all is done.
+        log_end = client.get(f"/builds/{build_id}/log", offset=10**12)
+        if build["status"] in FINISHED and log_end["finished"]:
+            build = client.get(f"/builds/{build_id}")
+            break
+        time.sleep(poll)
+    progress.finish(build["status"])
+    if as_json:
+        emit_json(build)
+    exit_for(build)
 
 
 @build_group.command("cancel")
@@ -347,7 +421,7 @@ def build_pack(build_id, url, token, as_json):  # type: ignore[no-untyped-def]
 
 
 @click.command("download")
-@click.argument("environment")
+@click.argument("environment", shell_complete=complete_environment)
 @click.option(
     "-a",
     "--artifact",
@@ -375,12 +449,17 @@ def build_pack(build_id, url, token, as_json):  # type: ignore[no-untyped-def]
 def download(environment, kind, build_id, output, url, token, as_json):  # type: ignore[no-untyped-def]
     """Download an artifact of NAMESPACE/NAME's current build (or of --build)."""
     namespace, name = split_name(environment)
-    path = (
-        f"/builds/{build_id}/artifacts/{kind}"
-        if build_id is not None
-        else f"/environments/{namespace}/{name}/artifacts/{kind}"
-    )
     client = ApiClient(url, token)
+    if build_id is not None:
+        build = client.get(f"/builds/{build_id}")
+        if (build["namespace"], build["environment"]) != (namespace, name):
+            raise CondastoreError(
+                f"build {build_id} is a build of {build['namespace']}/{build['environment']}, "
+                f"not of {environment}"
+            )
+        path = f"/builds/{build_id}/artifacts/{kind}"
+    else:
+        path = f"/environments/{namespace}/{name}/artifacts/{kind}"
     if output is None:
         client.download(path, sys.stdout.buffer)
     else:

@@ -27,88 +27,167 @@ function showError(id, err) {
   }
 }
 
-async function logout() { await api("POST", "/auth/logout"); location.href = "/ui/login"; }
-
 async function preview() {
-  const out = document.getElementById("preview");
-  out.textContent = "solving…";
+  const out = document.getElementById("preview"), diff = document.getElementById("preview-diff");
+  out.textContent = "solving…"; diff.replaceChildren();
   try {
-    const r = await api("POST", "/solve", {specification: document.getElementById("spec").value});
+    const r = await api("POST", "/solve", {specification: document.getElementById("spec").value,
+      namespace: document.getElementById("namespace").value});
     out.textContent = Object.entries(r.packages).map(([p, pkgs]) =>
       p + ":\n" + pkgs.map(x => "  " + x.name + " " + x.version + " " + x.build).join("\n")).join("\n");
     document.getElementById("error").textContent = "";
+    const current = out.dataset.currentBuild;
+    if (current) showPreviewDiff(diff, await api("GET", "/builds/" + current + "/packages"), r.packages);
   } catch (e) { out.textContent = ""; showError("error", e); }
 }
-async function submitSpec(namespace) {
-  try {
-    const b = await api("POST", "/environments",
-      {namespace, specification: document.getElementById("spec").value});
-    location.href = "/ui/builds/" + b.id;
-  } catch (e) { showError("error", e); }
+// What the solve would change against the environment's current build.
+function showPreviewDiff(target, currentPackages, solved) {
+  const before = new Map(), after = new Map();
+  for (const p of currentPackages.items || currentPackages) before.set(p.platform + " " + p.name, p.version);
+  for (const [platform, pkgs] of Object.entries(solved))
+    for (const p of pkgs) after.set(platform + " " + p.name, p.version);
+  const rows = [];
+  for (const [key, version] of after) {
+    if (!before.has(key)) rows.push(["+", key, "", version]);
+    else if (before.get(key) !== version) rows.push(["~", key, before.get(key), version]);
+  }
+  for (const [key, version] of before) if (!after.has(key)) rows.push(["−", key, version, ""]);
+  const h = document.createElement("h2");
+  h.textContent = rows.length ? "Changes against the current build" : "No change against the current build";
+  target.replaceChildren(h);
+  if (!rows.length) return;
+  const table = document.createElement("table"), head = table.insertRow();
+  for (const t of ["Change", "Package", "Now", "After"])
+    head.appendChild(Object.assign(document.createElement("th"), {textContent: t}));
+  for (const row of rows) {
+    const tr = table.insertRow();
+    for (const cell of row) tr.insertCell().textContent = cell;
+  }
+  const wrap = Object.assign(document.createElement("div"), {className: "scroll"});
+  wrap.appendChild(table); target.appendChild(wrap);
 }
-async function apiAction(method, path, body, then) {
-  try { await api(method, path, body); location.href = then || location.href; }
-  catch (e) { alert(e.message); }
+// Package names from /api/v1/packages as the user types, and the versions of the one chosen.
+let lookupTimer, lookupResults = new Map();
+function lookupPackages(input) {
+  clearTimeout(lookupTimer);
+  const q = input.value.trim();
+  const known = lookupResults.get(q);
+  document.getElementById("package-versions").textContent =
+    known ? q + ": " + known.versions.slice(0, 12).join(", ") : "";
+  if (q.length < 2 || known) return;
+  lookupTimer = setTimeout(async () => {
+    try {
+      const ns = document.getElementById("namespace").value;
+      const r = await api("GET", "/packages?q=" + encodeURIComponent(q) + "&limit=20&namespace=" + encodeURIComponent(ns));
+      const list = document.getElementById("package-names");
+      list.replaceChildren(...r.items.map(p => {
+        lookupResults.set(p.name, p);
+        return Object.assign(document.createElement("option"), {value: p.name, label: p.name + " " + p.latest});
+      }));
+    } catch (e) { document.getElementById("package-versions").textContent = e.message; }
+  }, 250);
 }
+function addPackage() {
+  const name = document.getElementById("package-lookup").value.trim(), spec = document.getElementById("spec");
+  if (!name) return;
+  const lines = spec.value.replace(/\s+$/, "").split("\n");
+  const at = lines.findIndex(l => /^dependencies:/.test(l));
+  if (at < 0) lines.push("dependencies:", "  - " + name);
+  else {
+    const flow = /^dependencies:\s*\[(.*)\]\s*$/.exec(lines[at]);  // [a, b] -> a block list
+    if (flow) lines.splice(at, 1, "dependencies:",
+      ...flow[1].split(",").map(x => x.trim()).filter(Boolean).map(x => "  - " + x));
+    let end = at + 1, indent = "  ";
+    while (end < lines.length && /^\s*(-|#)/.test(lines[end])) {
+      const item = /^(\s*)- /.exec(lines[end]);
+      if (item) indent = item[1];
+      end++;
+    }
+    lines.splice(end, 0, indent + "- " + name);
+  }
+  spec.value = lines.join("\n") + "\n";
+}
+async function copyText(id, button) {
+  const text = document.getElementById(id).textContent;
+  try { await navigator.clipboard.writeText(text); }
+  catch (e) {  // no clipboard permission: select the text so the keyboard can copy it
+    const range = document.createRange(); range.selectNodeContents(document.getElementById(id));
+    getSelection().removeAllRanges(); getSelection().addRange(range);
+  }
+  button.textContent = "Copied"; setTimeout(() => { button.textContent = "Copy"; }, 1500);
+}
+
+// The same sizes the pages render on the server (decimal units).
+function filesize(value) {
+  if (value === null || value === undefined) return "";
+  let size = value;
+  for (const unit of ["B", "kB", "MB", "GB"]) {
+    if (size < 1000 || unit === "GB") return unit === "B" ? size.toFixed(0) + " B" : size.toFixed(1) + " " + unit;
+    size /= 1000;
+  }
+}
+const FINISHED = ["COMPLETED", "FAILED", "CANCELED"];
+// Follows a build until its final state: the log (which goes on while the tarball is
+// packed), the status and step, then the downloads; the Cancel button goes once it is over.
 async function followBuild(id) {
   let offset = 0;
   const log = document.getElementById("log");
   for (;;) {
-    const part = await api("GET", "/builds/" + id + "/log?offset=" + offset);
+    let part, b;
+    try {
+      part = await api("GET", "/builds/" + id + "/log?offset=" + offset);
+      b = await api("GET", "/builds/" + id);
+    } catch (e) {  // a restarting server: try again a little later
+      await new Promise(r => setTimeout(r, 3000));
+      continue;
+    }
     if (part.text) { log.textContent += part.text; log.scrollTop = log.scrollHeight; }
     offset = part.next_offset;
-    const b = await api("GET", "/builds/" + id);
     const st = document.getElementById("status");
-    st.textContent = b.status; st.className = "status " + b.status;
+    if (st.textContent !== b.status) { st.textContent = b.status; st.className = "status " + b.status; }
     document.getElementById("step").textContent = b.step;
-    if (part.finished && b.status !== "QUEUED" && b.status !== "BUILDING") {
-      showArtifacts(id, b.artifacts);
-      return;
+    if (FINISHED.includes(b.status)) {
+      const cancel = document.getElementById("cancel");
+      if (cancel) cancel.remove();
+      // Failures the server rendered (with their Try again button) are not repeated.
+      const errors = document.getElementById("artifact-errors") ? {} : b.artifact_errors || {};
+      showArtifacts(id, b.artifacts, errors);
+      if (part.finished) return;
     }
     await new Promise(r => setTimeout(r, 700));
   }
 }
-function showArtifacts(id, artifacts) {
+function showArtifacts(id, artifacts, errors) {
   const list = document.getElementById("artifacts");
   list.replaceChildren(...artifacts.map(a => {
     const li = document.createElement("li"), link = document.createElement("a");
     link.href = "/api/v1/builds/" + id + "/artifacts/" + a.kind;
     link.textContent = a.kind;
     li.append(link, " ", Object.assign(document.createElement("span"),
-      {className: "muted", textContent: a.size + " bytes"}));
+      {className: "muted", textContent: filesize(a.size)}));
     return li;
-  }));
+  }), ...Object.entries(errors).map(([kind, message]) =>
+    Object.assign(document.createElement("li"),
+      {className: "error", textContent: kind + " failed: " + message})));
 }
 
-const list = value => value ? value.split(",") : undefined;
-const formActions = {
-  "add-user": f => apiAction("POST", "/users",
-    {name: f.name.value, password: f.password.value, admin: f.admin.checked}),
-  "add-binding": f => apiAction("POST", "/role-bindings",
-    {subject: f.subject.value, pattern: f.pattern.value, role: f.role.value}),
-  "set-policy": f => apiAction("PUT", "/policies", {scope: f.scope.value,
-    policy: {allowed_channels: list(f.channels.value), required_packages: list(f.required.value)}}),
-};
 const clickActions = {
-  logout: () => logout(),
   preview: () => preview(),
-  "submit-spec": () => submitSpec(document.getElementById("namespace").value),
-  "submit-form": el => document.querySelector(el.dataset.form).submit(),
-  api: el => {
-    if (el.dataset.confirm && !confirm(el.dataset.confirm)) return;
-    const body = el.dataset.body ? JSON.parse(el.dataset.body) : undefined;
-    apiAction(el.dataset.method, el.dataset.path, body, el.dataset.then);
-  },
+  "add-package": () => addPackage(),
+  copy: el => copyText(el.dataset.copy, el),
 };
 document.addEventListener("submit", e => {
-  const handler = formActions[e.target.dataset.action];
-  if (handler) { e.preventDefault(); handler(e.target); }
+  const confirmText = e.target.dataset.confirm;
+  if (confirmText && !confirm(confirmText)) e.preventDefault();
 });
 document.addEventListener("click", e => {
+  const copy = e.target.closest("[data-copy]");
+  if (copy) { e.preventDefault(); copyText(copy.dataset.copy, copy); return; }
   const el = e.target.closest("[data-action]");
   const handler = el && el.tagName !== "FORM" ? clickActions[el.dataset.action] : undefined;
   if (handler) { e.preventDefault(); handler(el); }
 });
+document.addEventListener("input", e => { if (e.target.id === "package-lookup") lookupPackages(e.target); });
 document.addEventListener("DOMContentLoaded", () => {
   const log = document.querySelector("[data-follow-build]");
   if (log) followBuild(log.dataset.followBuild);

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import falcon
 import yaml
@@ -10,7 +10,14 @@ import yaml
 from condastore_core.auth.rbac import Action
 from condastore_core.db.models import BuildStatus
 from condastore_core.errors import BuildNotFound
-from condastore_core.service import builds, environments, namespaces, policies, users
+from condastore_core.service import (
+    accounts,
+    builds,
+    environments,
+    namespaces,
+    policies,
+    users,
+)
 from condastore_core.service.context import Context
 from condastore_core.spec import EnvironmentSpec
 from condastore_web.api.access import access_policy, principal, require, require_admin
@@ -18,6 +25,9 @@ from condastore_web.api.access import visibility as visible
 from condastore_web.api.common import int_param
 from condastore_web.api.misc import watched_directory
 from condastore_web.api.sessions import LOGIN_PAGE, login_url, safe_next, start_session
+from condastore_web.ui import registry as registry_pages
+from condastore_web.ui.forms import FormActions
+from condastore_web.ui.manage import ManagePage
 from condastore_web.ui.render import render
 
 
@@ -29,6 +39,14 @@ def _namespaces(ctx: Context, req: falcon.Request) -> list[str]:
     return sorted(
         n.name for n in namespaces.list_namespaces(ctx, limit=500, visible=visible(ctx, req)).items
     )
+
+
+def next_page(req: falcon.Request, cursor: str | None) -> str | None:
+    """The link to the page after this one, keeping every filter of this one."""
+    if not cursor:
+        return None
+    query = {k: v for k, v in req.params.items() if k != "cursor" and isinstance(v, str)}
+    return "?" + urlencode({**query, "cursor": cursor})
 
 
 class Home:
@@ -112,30 +130,23 @@ class EnvironmentList:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        package = req.get_param("package")
+        package = (req.get_param("package") or "").strip() or None
         page = environments.list_environments(
             self.ctx,
             namespace=req.get_param("namespace"),
             search=req.get_param("search"),
+            package=package,
             limit=int_param(req, "limit", 100),
             cursor=req.get_param("cursor"),
             visible=visible(self.ctx, req),
         )
         items = page.items
-        if package:
-            with_package = {
-                b.environment_id
-                for b in builds.list_builds(
-                    self.ctx, package=package, limit=500, visible=visible(self.ctx, req)
-                ).items
-            }
-            items = [e for e in items if e.id in with_package]
         render(
             req,
             resp,
             "environments.html",
             environments=items,
-            next_cursor=page.next_cursor,
+            next_page=next_page(req, page.next_cursor),
             search=req.get_param("search"),
             namespace=req.get_param("namespace"),
             package=package,
@@ -152,7 +163,14 @@ class EnvironmentPage:
             self.ctx, req, Action.READ, ns, name, hidden=f"environment {ns}/{name} does not exist"
         )
         env = environments.get_environment(self.ctx, ns, name)
-        history = builds.list_builds(self.ctx, namespace=ns, environment=name, limit=100).items
+        history_page = builds.list_builds(
+            self.ctx,
+            namespace=ns,
+            environment=name,
+            limit=int_param(req, "limit", 100),
+            cursor=req.get_param("cursor"),
+        )
+        history = history_page.items
         current = env.current_build
         packages = builds.build_packages(self.ctx, current.id) if current else []
         render(
@@ -162,7 +180,9 @@ class EnvironmentPage:
             ns=ns,
             name=name,
             env=env,
+            description=env.description,
             builds=history,
+            next_builds=next_page(req, history_page.next_cursor),
             current=current,
             packages=packages,
             can_write=_can(self.ctx, req, Action.WRITE, ns, name),
@@ -196,7 +216,9 @@ class EditPage:
             raise falcon.HTTPFound(login_url(req.relative_uri))
         source = req.get_param("from")
         namespace = who.name
-        spec_text = "name: my-environment\nchannels:\n  - conda-forge\ndependencies:\n  - python\n"
+        channels = "".join(f"  - {c}\n" for c in self.ctx.settings.channels)
+        spec_text = f"name: my-environment\nchannels:\n{channels}dependencies:\n  - zlib\n"
+        current_build = None
         if source:
             namespace, _, name = source.partition("/")
             require(
@@ -211,11 +233,13 @@ class EditPage:
             if env.current_build is not None:
                 spec = EnvironmentSpec.from_dict(env.current_build.specification.spec)
                 spec_text = yaml.safe_dump(spec.to_environment_yaml(), sort_keys=False)
+                current_build = env.current_build.id
         render(
             req,
             resp,
             "edit.html",
             spec=spec_text,
+            current_build=current_build,
             source=source,
             namespace=namespace,
             namespaces=_namespaces(self.ctx, req),
@@ -231,7 +255,8 @@ class BuildList:
             self.ctx,
             status=req.get_param("status") or None,
             package=req.get_param("package") or None,
-            limit=100,
+            limit=int_param(req, "limit", 100),
+            cursor=req.get_param("cursor"),
             visible=visible(self.ctx, req),
         )
         render(
@@ -239,6 +264,7 @@ class BuildList:
             resp,
             "builds.html",
             builds=page.items,
+            next_page=next_page(req, page.next_cursor),
             status=req.get_param("status"),
             package=req.get_param("package"),
             statuses=[s.value for s in BuildStatus],
@@ -278,23 +304,21 @@ class AdminPage:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         require_admin(req)
-        scopes = ["", *_namespaces(self.ctx, req)]
-        rows = [
-            {
-                "scope": s,
-                "policy": policies.get_policy(self.ctx, s).model_dump(
-                    exclude_none=True, mode="json"
-                ),
-            }
-            for s in scopes
-        ]
+        user_page = accounts.list_users(
+            self.ctx, limit=int_param(req, "limit", 200), cursor=req.get_param("cursor")
+        )
         render(
             req,
             resp,
             "admin.html",
-            users=users.list_users(self.ctx),
+            users=user_page.items,
+            next_users=next_page(req, user_page.next_cursor),
+            me=principal(req).name,
             bindings=users.list_role_bindings(self.ctx),
-            policies=[r for r in rows if r["policy"]],
+            policies=[
+                {"scope": scope, "policy": policy.model_dump(exclude_none=True, mode="json")}
+                for scope, policy in policies.list_policies(self.ctx)
+            ],
             watched=[watched_directory(w) for w in self.ctx.watchers],
         )
 
@@ -312,5 +336,10 @@ def mount(app: falcon.App, ctx: Context, authenticator: users.Authenticator) -> 
     app.add_route("/ui/builds", BuildList(ctx))
     app.add_route("/ui/builds/{build_id:int}", BuildPage(ctx))
     app.add_route("/ui/admin", AdminPage(ctx))
+    app.add_route("/ui/manage", ManagePage(ctx))
+    app.add_route("/ui/registry", registry_pages.RepositoryList(ctx))
+    app.add_route("/ui/registry/repository", registry_pages.RepositoryPage(ctx))
+    app.add_route("/ui/registry/manifest", registry_pages.ManifestPage(ctx))
+    app.add_route("/ui/do/{action}", FormActions(ctx))
     static = importlib.resources.files("condastore_web") / "static"
     app.add_static_route("/static", str(static))

@@ -47,9 +47,13 @@ def render(req: falcon.Request, resp: falcon.Response, template: str, **context:
     user = principal if principal is not None and not principal.anonymous else None
     session = req.get_cookie_values(SESSION_COOKIE) if user is not None else None
     resp.content_type = falcon.MEDIA_HTML
+    plain_http = req.scheme == "http"  # as this request came to us
     resp.text = _env.get_template(template).render(
         user=user,
         host=req.netloc,
+        # Registry clients refuse plain HTTP unless told: the commands carry the flag.
+        podman="podman pull --tls-verify=false" if plain_http else "podman pull",
+        oras="oras pull --plain-http" if plain_http else "oras pull",
         base_url=req.prefix,
         csrf=csrf_token(session[0]) if session else None,
         **context,
