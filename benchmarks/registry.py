@@ -99,6 +99,7 @@ def start_condastore(workdir: Path) -> tuple[subprocess.Popen, int]:
             "add",
             USER,
             "--admin",
+            "--init",
             "--password-stdin",
             "--data-dir",
             str(data_dir),
