@@ -277,6 +277,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen, int]:
             "add",
             USER,
             "--admin",
+            "--init",
             "--password-stdin",
             "--data-dir",
             str(data_dir),
