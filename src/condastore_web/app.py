@@ -18,7 +18,16 @@ from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
 from condastore_registry import app as registry
 from condastore_web import observability
-from condastore_web.api import access, accounts, builds, environments, errors, misc, namespaces
+from condastore_web.api import (
+    access,
+    accounts,
+    builds,
+    environments,
+    errors,
+    misc,
+    namespaces,
+    sso,
+)
 from condastore_web.headers import SecurityHeaders
 from condastore_web.ui import pages
 
@@ -30,6 +39,8 @@ def create_app(
 ) -> falcon.App:
     if ctx is None:
         ctx = default_context()
+    if not ctx.settings.password_login:
+        authenticator = sso.NoPasswords()
     authenticator = authenticator or users.LocalPasswords()
     metrics = CollectorRegistry()
     middleware: list[Any] = [
@@ -69,6 +80,7 @@ def create_app(
     app.add_route(f"{build}/cancel", builds.BuildCancel(ctx))
     app.add_route(f"{build}/rebuild", builds.BuildRebuild(ctx))
     app.add_route(f"{build}/artifacts/{{kind}}", builds.BuildArtifact(ctx))
+    sso.mount(app, ctx, API)
     registry.mount(app, ctx, authenticator)
     pages.mount(app, ctx, authenticator)
     observability.mount(app, ctx, metrics)

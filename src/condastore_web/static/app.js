@@ -27,7 +27,8 @@ function showError(id, err) {
   }
 }
 
-async function logout() { await api("POST", "/auth/logout"); location.href = "/ui/login"; }
+// Logging out also ends the identity provider's session where the provider offers that.
+async function logout() { const r = await api("POST", "/auth/sso/logout"); location.href = r.next; }
 
 async function preview() {
   const out = document.getElementById("preview");
