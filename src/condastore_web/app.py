@@ -13,6 +13,7 @@ from typing import Any
 import falcon
 from prometheus_client import CollectorRegistry
 
+from condastore_core.service import sso as sso_logins
 from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
@@ -40,7 +41,7 @@ def create_app(
     if ctx is None:
         ctx = default_context()
     if not ctx.settings.password_login:
-        authenticator = sso.NoPasswords()
+        authenticator = sso_logins.NoPasswords()
     authenticator = authenticator or users.LocalPasswords()
     metrics = CollectorRegistry()
     middleware: list[Any] = [

@@ -6,81 +6,28 @@ loopback; the client under test fetches them as it would from any provider.
 
 from __future__ import annotations
 
-import json
 import time
 
-import falcon
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from condastore_core.auth.oidc import OidcClient, OidcConfig, SsoRefused, Tokens, _groups
 from condastore_core.channels.gate import ChannelRefused, gate_for
 from condastore_core.settings import load_settings
-from tests.support.live_server import live_server
+from tests.support.fake_provider import FakeProvider, id_token, new_key
 
 CLIENT = "condastore"
 
 
-def new_key(kid: str) -> tuple[rsa.RSAPrivateKey, dict]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    return key, {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
-
-
-class FakeProvider:
-    """Discovery and JWKS; ``keys`` may change while it runs (a key rotation)."""
-
-    def __init__(self) -> None:
-        self.keys: list[dict] = []
-        self.jwks_fetches = 0
-        self.issuer = ""
-        self.jwks_uri: str | None = None
-        self.claimed_issuer: str | None = None
-
-    def on_get_discovery(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {
-            "issuer": self.claimed_issuer or self.issuer,
-            "authorization_endpoint": f"{self.issuer}/auth",
-            "token_endpoint": f"{self.issuer}/token",
-            "jwks_uri": self.jwks_uri or f"{self.issuer}/jwks",
-            "id_token_signing_alg_values_supported": ["RS256", "HS256", "none"],
-        }
-
-    def on_get_jwks(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.jwks_fetches += 1
-        resp.media = {"keys": self.keys}
-
-
 @pytest.fixture
 def provider():
-    fake = FakeProvider()
-    app = falcon.App()
-    app.add_route("/.well-known/openid-configuration", fake, suffix="discovery")
-    app.add_route("/jwks", fake, suffix="jwks")
-    with live_server(app) as url:
-        fake.issuer = url
+    with FakeProvider.serving() as fake:
         yield fake
 
 
 def oidc_client(issuer: str) -> OidcClient:
     gate = gate_for(load_settings({}, environ={}))  # loopback refused but for the issuer
     return OidcClient(OidcConfig(issuer, CLIENT, "secret"), gate, jwks_refresh_cooldown=0)
-
-
-def id_token(key, kid: str, issuer: str, **claims) -> str:
-    now = int(time.time())
-    payload = {
-        "iss": issuer,
-        "sub": "subject-1",
-        "aud": CLIENT,
-        "iat": now,
-        "exp": now + 300,
-        "nonce": "the nonce",
-        **claims,
-    }
-    payload = {k: v for k, v in payload.items() if v is not None}
-    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
 
 
 @pytest.fixture

@@ -13,17 +13,22 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
 
+from condastore_core.auth.oidc import OidcClient, OidcConfig, SsoRefused
 from condastore_core.auth.rbac import Action, Principal
+from condastore_core.channels.gate import gate_for
 from condastore_core.jobs.inprocess import InProcessQueue
 from condastore_core.service import namespaces, users
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
+from condastore_web.api.sso import client_for
 from condastore_web.app import create_app
+from tests.support.fake_provider import FakeProvider, id_token, new_key
 from tests.support.identity_provider import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -36,6 +41,8 @@ from tests.support.live_server import live_server
 from tests.support.net import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+#: Another application registered at the same provider.
+OTHER_CLIENT = client("http://127.0.0.1:9", "other-app", "other secret")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +83,7 @@ def site(tmp_path, install):
     ctx, port = make_site(tmp_path, install)
     with (
         live_server(create_app(ctx)) as url,
-        identity_provider(install, tmp_path, port, [client(url)]) as provider,
+        identity_provider(install, tmp_path, port, [client(url), OTHER_CLIENT]) as provider,
     ):
         yield Site(url, ctx, provider)
     ctx.jobs.shutdown()
@@ -332,3 +339,111 @@ def test_cli_redirects_go_only_to_loopback(site, redirect):
     )
     assert answer.status_code == 400
     assert "loopback" in answer.json()["error"]["message"]
+
+
+def test_an_id_token_issued_to_another_client_is_refused(site):
+    """A real ID token of the same provider, issued to another application, logs no one in."""
+    other = OidcClient(
+        OidcConfig(site.provider.issuer, "other-app", "other secret", ("openid",)),
+        gate_for(site.ctx.settings),
+    )
+    redirect = "http://127.0.0.1:9/ui/login/callback"
+    session = requests.Session()
+    start = session.get(
+        other.authorization_url(redirect, "state-of-the-other-app", "n0nce", "v" * 43),
+        allow_redirects=False,
+    )
+    answer = submit_forms(session, start, "grace", stop_at=redirect)
+    code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
+    tokens = other.exchange_code(code, redirect, "v" * 43)
+    assert other.verify_id_token(tokens.id_token, "n0nce")["sub"] == "grace"
+    ours = client_for(site.ctx.settings)
+    with pytest.raises(SsoRefused, match="issued to another client"):
+        ours.verify_id_token(tokens.id_token, "n0nce")
+
+
+def test_single_sign_on_routes_say_when_it_is_not_configured(tmp_path):
+    ctx = Context.from_settings(load_settings({"data_dir": tmp_path / "data"}, environ={}))
+    with live_server(create_app(ctx)) as url:
+        page = requests.get(f"{url}/ui/login/sso", allow_redirects=False)
+        device = requests.post(f"{url}/api/v1/auth/sso/device")
+        offered = requests.get(f"{url}/api/v1/auth/sso").json()
+        login_page = requests.get(f"{url}/ui/login").text
+    assert page.status_code == 404
+    assert "single sign-on is not configured" in page.text
+    assert device.json()["error"]["message"] == "single sign-on is not configured on this server"
+    assert offered == {"enabled": False, "device": False, "password_login": True}
+    assert "/ui/login/sso" not in login_page
+    assert 'name="password"' in login_page
+
+
+def test_the_client_secret_is_never_shown(tmp_path):
+    settings = load_settings(
+        {"oidc_issuer": "https://id.example.org", "oidc_client_secret": "hush-hush"}, environ={}
+    )
+    assert "hush-hush" not in repr(settings)
+    assert "hush-hush" not in repr(client_for(settings).config)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def forging_site(tmp_path):
+    """condastore whose provider is one of our own: the tests decide what ID token it sends."""
+    with FakeProvider.serving() as fake:
+        key, jwk = new_key("k1")
+        fake.keys = [jwk]
+        settings = {
+            "data_dir": tmp_path / "data",
+            "oidc_issuer": fake.issuer,
+            "oidc_client_id": "condastore",
+            "oidc_client_secret": "secret",
+        }
+        ctx = Context.from_settings(load_settings(settings, environ={}))
+        with live_server(create_app(ctx)) as url:
+            yield url, fake, key
+
+
+def _forged(fake, key, nonce: str, case: str) -> str:
+    now = int(time.time())
+    claims = {"nonce": nonce, "preferred_username": "forger"}
+    if case == "wrong nonce":
+        claims["nonce"] = "a nonce of another login"
+    elif case == "expired":
+        claims.update(exp=now - 3600, iat=now - 7200)
+    elif case == "another client":
+        claims["aud"] = "another-client"
+    elif case == "unknown issuer":
+        claims["iss"] = "https://id.example.org"
+    if case == "wrongly signed":
+        key, _ = new_key("k1")  # the published key id, not the published key
+    return id_token(key, "k1", fake.issuer, **claims)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("valid", None),
+        ("wrong nonce", "nonce does not match this login"),
+        ("expired", "the ID token has expired"),
+        ("wrongly signed", "signature does not verify"),
+        ("another client", "issued to another client"),
+        ("unknown issuer", "comes from another issuer"),
+    ],
+)
+def test_the_callback_refuses_forged_id_tokens(forging_site, case, message):
+    url, fake, key = forging_site
+    session = requests.Session()
+    start = session.get(f"{url}/ui/login/sso", allow_redirects=False)
+    query = {k: v[0] for k, v in parse_qs(urlsplit(start.headers["Location"]).query).items()}
+    fake.next_id_token = _forged(fake, key, query["nonce"], case)
+    answer = session.get(
+        f"{url}/ui/login/callback",
+        params={"code": "any", "state": query["state"]},
+        allow_redirects=False,
+    )
+    if message is None:
+        assert answer.status_code == 303, answer.text
+        assert session.get(f"{url}/api/v1/auth/me").json()["name"] == "forger"
+    else:
+        assert answer.status_code == 401
+        assert message in answer.text
+        assert "condastore_session" not in session.cookies

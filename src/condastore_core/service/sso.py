@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from condastore_core.auth import oidc
 from condastore_core.auth.oidc import Identity, OidcClient, SsoRefused
-from condastore_core.auth.rbac import Principal
+from condastore_core.auth.rbac import Principal, Unauthenticated
 from condastore_core.db.models import SsoIdentity, SsoLogin, User, as_utc, utcnow
 from condastore_core.errors import InvalidRequest
 from condastore_core.service import users
@@ -45,6 +45,22 @@ from condastore_core.service.namespaces import check_namespace_name
 LOGIN_TTL = dt.timedelta(minutes=10)
 #: How long the CLI has to redeem its one-time code.
 HANDOFF_TTL = dt.timedelta(minutes=2)
+
+
+class PasswordLoginOff(Unauthenticated):
+    """A password was offered where passwords are switched off (``password_login = false``)."""
+
+    code = "PASSWORD_LOGIN_OFF"
+
+
+class NoPasswords:
+    """The authenticator while local passwords are switched off: refuses, saying so."""
+
+    def authenticate(self, ctx: Context, username: str, password: str) -> str | None:
+        raise PasswordLoginOff(
+            "password login is switched off on this server: log in with single sign-on "
+            "(the login page's link, or condastore login --sso), or use an API token"
+        )
 
 
 def _hash(handle: str) -> str:

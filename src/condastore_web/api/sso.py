@@ -71,16 +71,6 @@ def login_options(ctx: Context) -> dict[str, bool]:
     return {"sso": bool(ctx.settings.oidc_issuer), "password_login": ctx.settings.password_login}
 
 
-class NoPasswords:
-    """The authenticator when local passwords are switched off: refuses, saying so."""
-
-    def authenticate(self, ctx: Context, username: str, password: str) -> str | None:
-        raise SsoRefused(
-            "password login is switched off on this server: log in with single sign-on "
-            "(the web page's link, or condastore login --sso), or use an API token"
-        )
-
-
 def _base(ctx: Context, req: falcon.Request) -> str:
     return req.forwarded_prefix if ctx.settings.trust_proxy_headers else req.prefix
 

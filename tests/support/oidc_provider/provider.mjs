@@ -17,7 +17,7 @@ function accountClaims(id) {
   const accounts = JSON.parse(readFileSync(process.env.ACCOUNTS, 'utf8'));
   const account = accounts[id] || {};
   return {
-    sub: `subject-${id}`,
+    sub: id,
     preferred_username: account.username || id,
     email: `${id}@example.org`,
     groups: account.groups || [],
