@@ -33,7 +33,7 @@ from condastore_core.errors import InvalidRequest, NotFound
 from condastore_core.service import sso, users
 from condastore_core.service.context import Context
 from condastore_core.settings import Settings
-from condastore_web.api.access import principal
+from condastore_web.api.access import require_login
 from condastore_web.api.accounts import token_json
 from condastore_web.api.bodies import Body, read_body
 from condastore_web.api.sessions import (
@@ -225,6 +225,7 @@ class SsoToken(_Resource):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_body(req, CliToken)
+        self.client  # noqa: B018 (refuses when single sign-on is off)
         resp.media = _cli_token(self.ctx, sso.redeem(self.ctx, body.code, body.code_verifier))
 
 
@@ -261,12 +262,12 @@ class SsoLogout(_Resource):
     """``POST /api/v1/auth/sso/logout``: end the session; answer where the browser goes next."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        who = principal(req)
+        who = require_login(req)
         if who.token_id is not None:
             users.revoke_token(self.ctx, who.token_id)
         end_session(resp)
         target = None
-        if self._client is not None and not who.anonymous and sso.has_identity(self.ctx, who):
+        if self._client is not None and sso.has_identity(self.ctx, who):
             target = self._client.logout_url(_base(self.ctx, req) + LOGIN_PAGE)
         resp.media = {"next": target or LOGIN_PAGE}
 
