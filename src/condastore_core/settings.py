@@ -157,6 +157,20 @@ class Settings:
     #: Believe ``X-Forwarded-Proto`` (set by a proxy in front): session cookies of browsers
     #: that reached the proxy over HTTPS are then marked ``Secure``.
     trust_proxy_headers: bool = False
+    #: Single sign-on with an OpenID provider (``core/auth/oidc.py``): off while the issuer is
+    #: "". URLs under the issuer are fetched as configured (an administrator named them);
+    #: endpoints elsewhere pass the channel gate. The secret is never shown.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = field(default="", repr=False)
+    oidc_scopes: tuple[str, ...] = ("openid", "profile", "email")
+    #: Which claims give the user name and the groups (``group:NAME`` role binding subjects).
+    oidc_username_claim: str = "preferred_username"
+    oidc_groups_claim: str = "groups"
+    #: A first login creates the user; when false, only users an administrator added may log in.
+    oidc_create_users: bool = True
+    #: Local passwords; when false only tokens and single sign-on log in.
+    password_login: bool = True
     #: A file holding the one Ed25519 key that signs tokens, given to every machine; by
     #: default the keys live in the database, shared by every server (``keys rotate``).
     signing_key_path: Path | None = None
@@ -247,6 +261,7 @@ def _coerce(key: str, value: Any) -> Any:
             "watch_dirs",
             "allowed_channel_dirs",
             "allowed_networks",
+            "oidc_scopes",
         ):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(c.strip() for c in items if c.strip())
@@ -262,7 +277,7 @@ def _coerce(key: str, value: Any) -> Any:
                 pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
                 return {k.strip(): v.strip() for k, v in pairs}
             return {str(k): str(v) for k, v in dict(value).items()}
-        if key in ("tarball", "trust_proxy_headers"):
+        if key in ("tarball", "trust_proxy_headers", "oidc_create_users", "password_login"):
             if isinstance(value, str):
                 if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                     raise ValueError(f"expected a boolean, got {value!r}")

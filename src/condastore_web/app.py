@@ -13,12 +13,22 @@ from typing import Any
 import falcon
 from prometheus_client import CollectorRegistry
 
+from condastore_core.service import sso as sso_logins
 from condastore_core.service import users
 from condastore_core.service.context import Context
 from condastore_core.settings import load_settings
 from condastore_registry import app as registry
 from condastore_web import compat, observability
-from condastore_web.api import access, accounts, builds, environments, errors, misc, namespaces
+from condastore_web.api import (
+    access,
+    accounts,
+    builds,
+    environments,
+    errors,
+    misc,
+    namespaces,
+    sso,
+)
 from condastore_web.headers import SecurityHeaders
 from condastore_web.ui import pages
 
@@ -30,6 +40,8 @@ def create_app(
 ) -> falcon.App:
     if ctx is None:
         ctx = default_context()
+    if not ctx.settings.password_login:
+        authenticator = sso_logins.NoPasswords()
     authenticator = authenticator or users.LocalPasswords()
     metrics = CollectorRegistry()
     middleware: list[Any] = [
@@ -72,6 +84,7 @@ def create_app(
     app.add_route(f"{build}/rebuild", builds.BuildRebuild(ctx))
     app.add_route(f"{build}/artifacts/{{kind}}", builds.BuildArtifact(ctx))
     compat.mount(app, ctx)
+    sso.mount(app, ctx, API)
     registry.mount(app, ctx, authenticator)
     pages.mount(app, ctx, authenticator)
     observability.mount(app, ctx, metrics)

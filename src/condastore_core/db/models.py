@@ -197,6 +197,55 @@ class User(Base):
     disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class SsoIdentity(Base):
+    """A user's account at an OpenID provider (``issuer`` + ``subject``), linked to one user.
+
+    ``groups`` are the groups the provider gave at the last login: they are the
+    part of ``User.groups`` the provider owns, replaced at each login, so groups
+    an administrator added by hand stay.
+    """
+
+    __tablename__ = "sso_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(512))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    groups: Mapped[list] = mapped_column(JSON, default=list)
+    last_login_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SsoLogin(Base):
+    """One login in progress at the OpenID provider, found by the hash of its handle.
+
+    The handle is the ``state`` of a browser login, or the secret a CLI polls
+    with; only its sha256 is stored. A row is used once and expires after
+    minutes. ``kind``: ``browser``, ``cli`` (a browser login whose result goes
+    to the CLI's loopback address as a one-time code) or ``device``.
+    """
+
+    __tablename__ = "sso_logins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    handle_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    nonce: Mapped[str | None] = mapped_column(String(128))
+    code_verifier: Mapped[str | None] = mapped_column(String(128))
+    next_path: Mapped[str | None] = mapped_column(String(2048))
+    #: cli: the loopback address to send the browser to, the CLI's PKCE challenge and state.
+    client_redirect: Mapped[str | None] = mapped_column(String(256))
+    client_challenge: Mapped[str | None] = mapped_column(String(128))
+    client_state: Mapped[str | None] = mapped_column(String(128))
+    #: device: the provider's device code, and the poll interval it asked for.
+    device_code: Mapped[str | None] = mapped_column(Text)
+    interval: Mapped[int | None] = mapped_column(Integer)
+    #: Set once the provider vouched for the user (cli: waiting for the CLI's exchange).
+    user_name: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class RoleBindingRecord(Base):
     """``pattern`` (``team-*/*``) grants ``role`` to ``subject`` (``user:alice``, ``group:x``)."""
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import falcon
 
+from condastore_core.auth.oidc import ProviderError
 from condastore_core.auth.rbac import Forbidden, Unauthenticated
 from condastore_core.bounded import DocumentRefused, DocumentTooLarge
 from condastore_core.channels import ChannelRefused
@@ -49,6 +50,7 @@ STATUS_BY_ERROR: list[tuple[type[CondastoreError], int]] = [
     (BuildCrashed, 422),  # what was sent made the work crash or exhaust its memory
     (PhaseTimeout, 504),
     (InsufficientStorage, 507),
+    (ProviderError, 502),
 ]
 
 

@@ -30,13 +30,26 @@ def parse_duration(text: str) -> int:
 
 @click.command("login")
 @click.option("--url", envvar="CONDASTORE_URL", default=None, help="Server URL.")
-@click.option("-u", "--username", required=True)
+@click.option("-u", "--username", default=None, help="Your user name (not with --sso).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--sso", is_flag=True, help="Log in at the server's identity provider.")
+@click.option("--browser", is_flag=True, help="With --sso: a browser here, not the device code.")
 @reports_errors
-def login(url: str | None, username: str, password_stdin: bool) -> None:
+def login(
+    url: str | None, username: str | None, password_stdin: bool, sso: bool, browser: bool
+) -> None:
     """Log in and keep the token so later commands are authenticated."""
     client = ApiClient(url)
     client.token = None  # a login needs no token, and an old one may be revoked
+    if sso:
+        from condastore_web.cli.sso import login_sso
+
+        answer = login_sso(client, browser=browser)
+        path = store_token(client.url, answer["token"])
+        click.echo(f"logged in to {client.url} as {answer['user']} (token saved in {path})")
+        return
+    if not username:
+        raise click.UsageError("give --username, or --sso to log in at the identity provider")
     answer = client.call(
         "POST",
         "/auth/login",

@@ -22,6 +22,7 @@ from condastore_web.api.accounts import may_manage_binding
 from condastore_web.api.builds import guard as build_guard
 from condastore_web.api.environments import guard as env_guard
 from condastore_web.api.sessions import end_session, safe_next
+from condastore_web.api.sso import after_logout
 
 Form = dict[str, str]
 
@@ -88,7 +89,7 @@ class FormActions:
         who = principal(req)
         if who.token_id is not None:
             users.revoke_token(self.ctx, who.token_id)
-        return "/ui/login"
+        return after_logout(self.ctx, req, who)
 
     def submit_spec(self, req: falcon.Request, form: Form) -> str:
         who = require_login(req)

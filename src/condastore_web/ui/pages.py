@@ -20,6 +20,7 @@ from condastore_core.service import (
 )
 from condastore_core.service.context import Context
 from condastore_core.spec import EnvironmentSpec
+from condastore_web.api import sso
 from condastore_web.api.access import access_policy, principal, require, require_admin
 from condastore_web.api.access import visibility as visible
 from condastore_web.api.common import int_param
@@ -66,7 +67,13 @@ class Login:
         self.authenticator = authenticator
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        render(req, resp, "login.html", next=safe_next(req.get_param("next")))
+        render(
+            req,
+            resp,
+            "login.html",
+            next=safe_next(req.get_param("next")),
+            **sso.login_options(self.ctx),
+        )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         _check_origin(self.ctx, req)
@@ -84,6 +91,7 @@ class Login:
                 next=target,
                 username=username,
                 error="wrong user name or password",
+                **sso.login_options(self.ctx),
             )
             return
         start_session(self.ctx, req, resp, name)
