@@ -46,7 +46,7 @@ def create_app(
     metrics = CollectorRegistry()
     middleware: list[Any] = [
         observability.RequestMetrics(metrics),
-        SecurityHeaders(),
+        SecurityHeaders(form_targets=sso.form_targets(ctx.settings)),
         access.Authenticate(ctx, authenticator),
     ]
     app = falcon.App(middleware=middleware)

@@ -67,6 +67,14 @@ def client_for(settings: Settings) -> OidcClient | None:
     return OidcClient(config, gate_for(settings))
 
 
+def form_targets(settings: Settings) -> list[str]:
+    """Origins a page's form may lead to besides this site: the provider's, for its logout."""
+    if not settings.oidc_issuer:
+        return []
+    parts = urlsplit(settings.oidc_issuer)
+    return [f"{parts.scheme}://{parts.netloc}"]
+
+
 def login_options(ctx: Context) -> dict[str, bool]:
     """What the login page offers."""
     return {"sso": bool(ctx.settings.oidc_issuer), "password_login": ctx.settings.password_login}
