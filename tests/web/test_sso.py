@@ -262,7 +262,7 @@ def _lines_until(proc: subprocess.Popen, marker: str) -> list[str]:
 def _stored_token_works(url: str, credentials, name: str) -> None:
     import json
 
-    token = json.loads(credentials.read_text())[url]
+    token = json.loads(credentials.read_text())["tokens"][url]
     me = requests.get(f"{url}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert me.json()["name"] == name
     # registry clients keep using condastore tokens: HTTP Basic with the token as password
