@@ -97,8 +97,14 @@ class LocalBuilder:
         tarball: bool = True,
         install_platform: str | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        envs_root: Path | None = None,
+        records_root: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        #: Where prefixes are installed (at their final path: a prefix never moves) and
+        #: where their records are: the data directory's, or a shared environments directory.
+        self.envs_root = envs_root or layout.envs_dir(self.data_dir)
+        self.records_root = records_root or layout.records_dir(self.data_dir)
         self.store = store
         self.solver = solver
         self.tarball = tarball
@@ -161,7 +167,7 @@ class LocalBuilder:
 
     def find(self, build_key: str) -> BuildResult | None:
         """The complete build of ``build_key``, or None when it is missing or damaged."""
-        path = layout.build_record_path(self.data_dir, build_key)
+        path = layout.record_in(self.records_root, build_key)
         try:
             record = json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -181,10 +187,9 @@ class LocalBuilder:
         with self._key_lock(build_key):
             if self.find(build_key) is not None:
                 return  # complete after all
-            envs = layout.prefix_dir(self.data_dir, build_key).parent
             for path in [
-                layout.prefix_dir(self.data_dir, build_key),
-                *envs.glob(f".staging-{build_key}-*"),
+                self.prefix_path(build_key),
+                *self.envs_root.glob(f".staging-{build_key}-*"),
             ]:
                 shutil.rmtree(path, ignore_errors=True)
 
@@ -205,7 +210,7 @@ class LocalBuilder:
                 "writing its lockfiles only (no prefix, no tarball)"
             )
         else:
-            prefix = layout.prefix_dir(self.data_dir, key)
+            prefix = self.prefix_path(key)
             if prefix.exists():  # left by a crashed build that never wrote its record
                 log.log(f"removing incomplete prefix {prefix}")
                 shutil.rmtree(prefix)
@@ -262,7 +267,7 @@ class LocalBuilder:
 
     def pack(self, build_key: str) -> ArtifactInfo | None:
         """The conda-pack tarball of an existing build's prefix, stored; None without a prefix."""
-        prefix = layout.prefix_dir(self.data_dir, build_key)
+        prefix = self.prefix_path(build_key)
         if not (prefix / "conda-meta").is_dir():
             return None
         return self._put_tarball(prefix)
@@ -277,7 +282,7 @@ class LocalBuilder:
         return ArtifactInfo(ArtifactKind.TARBALL, info.digest, info.size)
 
     def _write_record(self, result: BuildResult) -> None:
-        path = layout.build_record_path(self.data_dir, result.build_key)
+        path = layout.record_in(self.records_root, result.build_key)
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "version": RECORD_VERSION,
@@ -297,6 +302,9 @@ class LocalBuilder:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+    def prefix_path(self, build_key: str) -> Path:
+        return layout.prefix_in(self.envs_root, build_key)
 
     def _key_lock(self, key: str) -> contextlib.AbstractContextManager[None]:
         return file_lock(layout.lock_file_path(self.data_dir, f"build-{key}"))

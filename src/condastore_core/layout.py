@@ -19,6 +19,16 @@ Data directory (embedded defaults; every part can be moved by settings)::
         channels.json                    when each channel was last revalidated (no Redis)
         keys/token-signing-key.pem       the Ed25519 key that signs API tokens (created once)
 
+Shared environments directory (``environments_dir``, optional, e.g. on NFS)::
+
+    <environments_dir>/
+        .builds/<build_key>/             a build's prefix, installed once at this very path
+        .builds/.staging-<key>-<id>/     a prefix being installed
+        .builds/.records/<key>.json      build records, seen by every machine mounting it
+        <namespace>/                     mode 2750, group of the namespace (when mapped)
+            <environment> -> ../.builds/<build_key>    the current build (relative link)
+            .<environment>.link-<id>     a link being switched (renamed over the name)
+
 Redis keys (when the installation has Redis; besides RQ's own)::
 
     condastore:channels:validated        hash: channel URL -> when a process last revalidated it
@@ -74,15 +84,62 @@ def envs_dir(data_dir: Path) -> Path:
 
 
 def prefix_dir(data_dir: Path, build_key: str) -> Path:
-    return envs_dir(data_dir) / build_key
+    return prefix_in(envs_dir(data_dir), build_key)
+
+
+def prefix_in(envs_root: Path, build_key: str) -> Path:
+    """The prefix of ``build_key`` in a directory of prefixes (a data dir's or a shared one)."""
+    return envs_root / _component(build_key)
+
+
+def record_in(records_root: Path, build_key: str) -> Path:
+    return records_root / f"{_component(build_key)}.json"
+
+
+def shared_builds_dir(environments_dir: Path) -> Path:
+    return environments_dir / ".builds"
+
+
+def shared_records_dir(environments_dir: Path) -> Path:
+    return shared_builds_dir(environments_dir) / ".records"
+
+
+def namespace_link_dir(environments_dir: Path, namespace: str) -> Path:
+    return environments_dir / _component(namespace)
+
+
+def environment_link(environments_dir: Path, namespace: str, name: str) -> Path:
+    """``<environments_dir>/<namespace>/<environment>``: a link to the current build's prefix."""
+    return namespace_link_dir(environments_dir, namespace) / _component(name)
+
+
+def environment_link_target(build_key: str) -> str:
+    """What an environment link holds: relative, so every mount point of the share works."""
+    return f"../.builds/{_component(build_key)}"
+
+
+def staging_link(environments_dir: Path, namespace: str, name: str, attempt_id: str) -> Path:
+    directory = namespace_link_dir(environments_dir, namespace)
+    return directory / f".{_component(name)}.link-{attempt_id}"
+
+
+def _component(name: str) -> str:
+    """One path component, never a way out of its directory nor a hidden name."""
+    if not name or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
+        raise ValueError(f"not a valid path component: {name!r}")
+    return name
 
 
 def staging_prefix_dir(data_dir: Path, build_key: str, attempt_id: str) -> Path:
     return envs_dir(data_dir) / f".staging-{build_key}-{attempt_id}"
 
 
+def records_dir(data_dir: Path) -> Path:
+    return data_dir / "builds"
+
+
 def build_record_path(data_dir: Path, build_key: str) -> Path:
-    return data_dir / "builds" / f"{build_key}.json"
+    return record_in(records_dir(data_dir), build_key)
 
 
 def scratch_dir(data_dir: Path) -> Path:

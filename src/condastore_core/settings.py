@@ -174,6 +174,14 @@ class Settings:
     #: A file holding the one Ed25519 key that signs tokens, given to every machine; by
     #: default the keys live in the database, shared by every server (``keys rotate``).
     signing_key_path: Path | None = None
+    #: A directory every machine mounts (NFS, say): builds are installed once in it, at
+    #: ``.builds/<build key>``, and ``<namespace>/<environment>`` links to the current build,
+    #: for JupyterHub kernels and cron jobs. Unset: prefixes stay in each worker's data dir.
+    environments_dir: Path | None = None
+    #: Unix group of each namespace's directory there: ``{"data-science": "ds"}``. A mapped
+    #: namespace's directory is mode 2750 and that group's, so only its members reach its
+    #: environments by name; an unmapped one is 0755 (readable by every local user).
+    environments_groups: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def resolved_store_url(self) -> str:
@@ -272,6 +280,7 @@ def _coerce(key: str, value: Any) -> Any:
             "custom_channels",
             "channel_mirrors",
             "channel_credentials",
+            "environments_groups",
         ):
             if isinstance(value, str):
                 pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
@@ -321,8 +330,8 @@ def _coerce(key: str, value: Any) -> Any:
             if value not in ("enforce", "open"):
                 raise ValueError(f"expected enforce or open, got {value!r}")
             return value
-        if key == "signing_key_path":
-            return Path(value).expanduser()
+        if key in ("signing_key_path", "environments_dir"):
+            return Path(value).expanduser() if value else None
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"invalid value for setting {key!r}: {exc}") from None
     return value

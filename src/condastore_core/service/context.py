@@ -120,6 +120,13 @@ class Context:
 
     def builder(self) -> LocalBuilder:
         """The pipeline of the service's builds; the tarball is a job of its own (``pack``)."""
+        shared = self.settings.environments_dir
         return LocalBuilder(
-            self.settings.data_dir, self.store, self.solver, tarball=False, limits=self.limits
+            self.settings.data_dir,
+            self.store,
+            self.solver,
+            tarball=False,
+            limits=self.limits,
+            envs_root=layout.shared_builds_dir(shared) if shared else None,
+            records_root=layout.shared_records_dir(shared) if shared else None,
         )

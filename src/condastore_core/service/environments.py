@@ -23,6 +23,7 @@ from condastore_core.errors import Conflict, InvalidRequest, NotFound
 from condastore_core.lock import Lock, to_conda_lock_yaml
 from condastore_core.policy import PolicyViolation
 from condastore_core.policy import apply as apply_policy
+from condastore_core.service import envlinks
 from condastore_core.service.context import Context
 from condastore_core.service.namespaces import find_namespace
 from condastore_core.service.pagination import Page, paginate
@@ -233,6 +234,8 @@ def set_current_build(ctx: Context, namespace: str, name: str, build_id: int) ->
         env.current_build_id = build.id
         env.updated_at = utcnow()
         describe(env, build)
+        env_id = env.id
+    envlinks.sync(ctx, env_id)
     return get_environment(ctx, namespace, name)
 
 
@@ -268,6 +271,8 @@ def delete_environment(ctx: Context, namespace: str, name: str) -> None:
             build.deleted_at = build.deleted_at or now
             if not build.status.finished:
                 build.cancel_requested = True
+        env_id = env.id
+    envlinks.sync(ctx, env_id)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@
    never those of a build whose lease is current; and blob uploads abandoned
    half-way by a stopped process (no registry upload owns them, nothing was
    written to them for the grace period).
+5. With a shared ``environments_dir``: builds there that no environment links
+   to and no live or running build names (:func:`remove_shared_builds`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 
-from condastore_core import layout, leftovers
+from condastore_core import envlinks, layout, leftovers
 from condastore_core.db.models import (
     Artifact,
     Build,
@@ -72,6 +74,8 @@ class GcReport:
     leftover_bytes: int = 0
     #: Staged blob uploads no registry upload owns, abandoned by a stopped process.
     uploads_discarded: list[str] = field(default_factory=list)
+    #: Builds in the shared environments directory no link and no live build needs.
+    shared_builds_removed: list[str] = field(default_factory=list)
     dry_run: bool = False
 
     def to_json(self) -> dict[str, object]:
@@ -87,6 +91,7 @@ class GcReport:
             "leftovers_removed": self.leftovers_removed,
             "leftover_bytes": self.leftover_bytes,
             "uploads_discarded": self.uploads_discarded,
+            "shared_builds_removed": self.shared_builds_removed,
             "dry_run": self.dry_run,
         }
 
@@ -110,6 +115,7 @@ def _collect(ctx: Context, dry_run: bool, grace_seconds: float, prune_untagged: 
     # report then says exactly what the real run removes.
     collected = set(report.builds_collected)
     remove_prefixes(ctx, report, dry_run, collected)
+    remove_shared_builds(ctx, report, dry_run, collected)
     _remove_leftovers(ctx, report, dry_run)
     report.uploads_discarded = discard_abandoned_uploads(ctx, grace_seconds, dry_run=dry_run)
     if prune_untagged:
@@ -171,9 +177,44 @@ def _retention(ctx: Context, report: GcReport, dry_run: bool) -> None:
 
 def remove_prefixes(ctx: Context, report: GcReport, dry_run: bool, collected: set[int]) -> None:
     """Remove this machine's prefixes of builds no live build shares (``collected`` are not)."""
-    envs = layout.prefix_dir(ctx.settings.data_dir, "x").parent
+    envs = layout.envs_dir(ctx.settings.data_dir)
     if not envs.is_dir():
         return
+    keep = _needed_build_keys(ctx, collected)
+    for prefix in envs.iterdir():
+        if prefix.name.startswith(".") or prefix.name in keep:
+            continue
+        report.prefixes_removed.append(prefix.name)
+        if not dry_run:
+            shutil.rmtree(prefix, ignore_errors=True)
+            record = layout.build_record_path(ctx.settings.data_dir, prefix.name)
+            record.unlink(missing_ok=True)
+
+
+def remove_shared_builds(
+    ctx: Context, report: GcReport, dry_run: bool, collected: set[int]
+) -> None:
+    """Remove builds in the shared environments directory that no environment links to,
+    no live build (kept by retention) names and no running build is installing."""
+    shared = ctx.settings.environments_dir
+    if shared is None:
+        return
+    builds = layout.shared_builds_dir(shared)
+    if not builds.is_dir():
+        return
+    keep = _needed_build_keys(ctx, collected) | envlinks.linked_keys(shared)
+    for prefix in sorted(builds.iterdir()):
+        if prefix.name.startswith(".") or prefix.name in keep:
+            continue
+        report.shared_builds_removed.append(prefix.name)
+        if not dry_run:
+            # The record first: a prefix without its record is never taken for a build.
+            layout.record_in(layout.shared_records_dir(shared), prefix.name).unlink(missing_ok=True)
+            shutil.rmtree(prefix, ignore_errors=True)
+
+
+def _needed_build_keys(ctx: Context, collected: set[int]) -> set[str]:
+    """Build keys of live builds (but ``collected``) and of builds queued or running."""
     with ctx.sessions() as session:
         live = set(
             session.scalars(
@@ -191,14 +232,7 @@ def remove_prefixes(ctx: Context, report: GcReport, dry_run: bool, collected: se
                 )
             )
         )
-    for prefix in envs.iterdir():
-        if prefix.name.startswith(".") or prefix.name in live or prefix.name in pending:
-            continue
-        report.prefixes_removed.append(prefix.name)
-        if not dry_run:
-            shutil.rmtree(prefix, ignore_errors=True)
-            record = layout.build_record_path(ctx.settings.data_dir, prefix.name)
-            record.unlink(missing_ok=True)
+    return {k for k in live | pending if k}
 
 
 def live_build_keys(ctx: Context) -> set[str]:

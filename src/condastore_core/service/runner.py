@@ -32,6 +32,7 @@ from condastore_core.diskspace import is_out_of_space, out_of_space_error
 from condastore_core.errors import BuildCanceled, CondastoreError, PackError
 from condastore_core.lock import Lock, parse_conda_lock_yaml
 from condastore_core.render import render_text_artifacts
+from condastore_core.service import envlinks
 from condastore_core.service.context import Context
 from condastore_core.service.environments import describe
 from condastore_core.service.images import attach_artifacts
@@ -147,11 +148,20 @@ def _run_claimed(ctx: Context, build_id: int) -> None:
                 found.pop(ArtifactKind.LOG.value, None)  # this build's own log replaces it
             # Packed in this job, where the prefix is, before the build says COMPLETED.
             installable = ctx.builder().install_platform in lock.packages
+            if (
+                reused is not None
+                and installable
+                and ctx.settings.environments_dir is not None
+                and ctx.builder().find(lock.build_key) is None
+            ):  # built before the shared directory was set: install it there once
+                log.log("installing the build into the shared environments directory")
+                ctx.builder().build(spec, lock=lock, reporter=log)
             if ctx.settings.tarball and installable and ArtifactKind.TARBALL.value not in found:
                 tarball = _pack_here(ctx, build_id, spec, lock, log)
                 if tarball is not None:
                     found[ArtifactKind.TARBALL.value] = tarball
             _finish(ctx, build_id, env_id, log, BuildStatus.COMPLETED, found, source)
+        _switch_link(ctx, build_id, env_id)
     except BuildCanceled:
         log.log("canceled")
         _finish(ctx, build_id, env_id, log, BuildStatus.CANCELED, {})
@@ -163,6 +173,24 @@ def _run_claimed(ctx: Context, build_id: int) -> None:
         log.log(traceback.format_exc())
         message = f"internal error: {type(exc).__name__}: {exc}"
         _finish(ctx, build_id, env_id, log, BuildStatus.FAILED, {}, error=message)
+
+
+def _switch_link(ctx: Context, build_id: int, env_id: int) -> None:
+    """Move the environment's shared link to its (new) current build.
+
+    The build is COMPLETED and current whatever happens here; a link that cannot
+    be switched is said in the build's log and the server's, and the next change
+    of the environment (or a rollback to this build) tries again.
+    """
+    try:
+        envlinks.sync(ctx, env_id)
+    except Exception as exc:
+        message = exc.message if isinstance(exc, CondastoreError) else repr(exc)
+        logger.exception("build %s: could not switch its environment's link", build_id)
+        BuildLog(ctx, build_id, start=log_length(ctx, build_id)).log(
+            f"environment link not switched: {message}"
+        )
+        store_log(ctx, build_id)
 
 
 def _own_text_artifacts(

@@ -101,6 +101,10 @@ COMMANDS = {
         f"{_CLI}.channels:channels_group",
         "Channels of the installation (run where the server's data or Redis is reachable).",
     ),
+    "kernels": LazyCommand(
+        f"{_CLI}.kernels:kernels_command",
+        "Jupyter kernels of every environment you may read that has ipykernel.",
+    ),
     "keys": LazyCommand(
         f"{_CLI}.keys:keys_group",
         "Token signing keys (run where the server's database is reachable).",
