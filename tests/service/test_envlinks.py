@@ -89,6 +89,7 @@ def test_two_environments_of_one_lock_install_once_in_the_shared_directory(sctx,
     assert sorted(installs) == [0, 1]
 
 
+@pytest.mark.slow
 def test_link_follows_new_builds_and_rollback_without_ever_missing(sctx, make_test_channel):
     channel = make_test_channel(
         [PackageDef("hello", v, has_prefix_file=True) for v in ("1.0", "2.0")]
