@@ -206,3 +206,19 @@ def test_without_the_setting_nothing_is_linked(ctx, make_test_channel):
     channel = make_test_channel([PackageDef("hello", "1.0")])
     build = build_now(ctx, "default", spec(channel, ["hello"]))
     assert layout.prefix_dir(ctx.settings.data_dir, build.build_key).is_dir()
+
+
+def test_gc_removes_half_installs_in_the_shared_directory_of_builds_not_running(
+    sctx, make_test_channel
+):
+    channel = make_test_channel([PackageDef("hello", "1.0")])
+    build = build_now(sctx, "default", spec(channel, ["hello"]))
+    builds_root = layout.shared_builds_dir(sctx.settings.environments_dir)
+    dead = builds_root / ".staging-0123456789abcdef-1a2b3c4d"
+    (dead / "conda-meta").mkdir(parents=True)
+    records = layout.shared_records_dir(sctx.settings.environments_dir)
+    assert gc.collect(sctx, dry_run=True, grace_seconds=0).shared_builds_removed == [dead.name]
+    assert dead.is_dir()
+    assert gc.collect(sctx, grace_seconds=0).shared_builds_removed == [dead.name]
+    assert not dead.exists() and records.is_dir()
+    assert shared_builds(sctx) == [build.build_key]

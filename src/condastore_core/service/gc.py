@@ -195,7 +195,8 @@ def remove_shared_builds(
     ctx: Context, report: GcReport, dry_run: bool, collected: set[int]
 ) -> None:
     """Remove builds in the shared environments directory that no environment links to,
-    no live build (kept by retention) names and no running build is installing."""
+    no live build (kept by retention) names and no running build is installing, and
+    the half-installed prefixes of builds no longer running."""
     shared = ctx.settings.environments_dir
     if shared is None:
         return
@@ -203,13 +204,21 @@ def remove_shared_builds(
     if not builds.is_dir():
         return
     keep = _needed_build_keys(ctx, collected) | envlinks.linked_keys(shared)
+    running = live_build_keys(ctx)
     for prefix in sorted(builds.iterdir()):
-        if prefix.name.startswith(".") or prefix.name in keep:
+        if prefix.name.startswith(leftovers.STAGING_PREFIX):
+            # Half an install by a worker that died (any machine's): no running build owns it.
+            key = prefix.name[len(leftovers.STAGING_PREFIX) :].rpartition("-")[0]
+            if key in running:
+                continue
+        elif prefix.name.startswith(".") or prefix.name in keep:
             continue
         report.shared_builds_removed.append(prefix.name)
         if not dry_run:
-            # The record first: a prefix without its record is never taken for a build.
-            layout.record_in(layout.shared_records_dir(shared), prefix.name).unlink(missing_ok=True)
+            if not prefix.name.startswith("."):
+                # The record first: a prefix without its record is never taken for a build.
+                record = layout.record_in(layout.shared_records_dir(shared), prefix.name)
+                record.unlink(missing_ok=True)
             shutil.rmtree(prefix, ignore_errors=True)
 
 
