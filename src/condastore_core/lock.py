@@ -8,7 +8,9 @@ depends), so a lock written out and read back keeps its hash and its build.
 
 ``conda-lock.yml`` is written as conda-lock's own writer writes it (a test
 compares them byte for byte) and read with conda-lock's parser, so either tool
-reads what the other wrote.
+reads what the other wrote. pip packages (``manager: pip``) ride along per
+platform (:mod:`condastore_core.pip.records`); a lock without them hashes as
+it always did.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from condastore_core.bounded import MAX_LOCK_BYTES, check_size, check_yaml
 from condastore_core.errors import LockError
 from condastore_core.hashing import content_hash
+from condastore_core.pip.records import PipPackage
 
 #: Length (hex characters) of a build key: 64 bits of the lock hash.
 BUILD_KEY_LENGTH = 16
@@ -93,6 +96,8 @@ class Lock(BaseModel):
     #: The newest package's build time (seconds): the date of everything made from the
     #: lock (image ``created``), so it never comes from a clock. Not hashed.
     source_date_epoch: int | None = None
+    #: pip packages per platform, installed after the conda ones; only platforms that have any.
+    pip: dict[str, tuple[PipPackage, ...]] = {}
 
     @classmethod
     def create(
@@ -100,6 +105,7 @@ class Lock(BaseModel):
         channels: list[str],
         packages: dict[str, list[LockedPackage]],
         source_date_epoch: int | None = None,
+        pip: dict[str, list[PipPackage]] | None = None,
     ) -> Lock:
         """A lock of ``packages``; its date is the newest package's unless one is given."""
         stamps = [r.timestamp for rs in packages.values() for r in rs if r.timestamp is not None]
@@ -112,6 +118,20 @@ class Lock(BaseModel):
             source_date_epoch=source_date_epoch
             if source_date_epoch is not None
             else max(stamps, default=None),
+            pip={
+                platform: tuple(sorted(records, key=lambda r: r.name))
+                for platform, records in sorted((pip or {}).items())
+                if records
+            },
+        )
+
+    def with_pip(self, pip: dict[str, list[PipPackage]]) -> Lock:
+        """This lock with ``pip`` packages added (the conda records unchanged)."""
+        return Lock.create(
+            list(self.channels),
+            {p: list(r) for p, r in self.packages.items()},
+            self.source_date_epoch,
+            pip=pip,
         )
 
     @property
@@ -119,8 +139,13 @@ class Lock(BaseModel):
         return sorted(self.packages)
 
     def canonical(self) -> dict[str, Any]:
+        # pip records follow the conda ones of their platform, tagged ``manager: pip``;
+        # without them the payload is what it always was (lock hashes are a contract).
         return {
-            platform: [r.hashed_fields() for r in records]
+            platform: [
+                *(r.hashed_fields() for r in records),
+                *(p.hashed_fields() for p in self.pip.get(platform, ())),
+            ]
             for platform, records in sorted(self.packages.items())
         }
 
@@ -131,6 +156,10 @@ class Lock(BaseModel):
     @property
     def build_key(self) -> str:
         return build_key_for(self.lock_hash)
+
+    def pip_records(self, platform: str) -> tuple[PipPackage, ...]:
+        """The platform's pip packages (none for most locks)."""
+        return self.pip.get(platform, ())
 
     def records(self, platform: str) -> tuple[LockedPackage, ...]:
         try:
@@ -220,6 +249,23 @@ def to_conda_lock_yaml(
                 "optional": False,
             }
             for _, platform, r in packages
+        ]
+        + [
+            {
+                "name": p.name,
+                "version": p.version,
+                "manager": "pip",
+                "platform": platform,
+                "dependencies": p.dependency_map(),
+                "url": p.url,
+                "hash": {"sha256": p.sha256},
+                "category": "main",
+                "optional": False,
+            }
+            for p, platform in sorted(
+                ((p, platform) for platform, pips in lock.pip.items() for p in pips),
+                key=lambda entry: (entry[0].name, entry[1]),
+            )
         ],
     }
     # libyaml's emitter writes the same text as conda-lock's pure-Python one, 10x faster.
@@ -276,6 +322,19 @@ def _conda_lock_writer(lock: Lock, spec_hash: str | None, hashes: dict[str, str]
         )
         for platform, records in lock.packages.items()
         for r in records
+    ] + [
+        LockedDependency(
+            name=p.name,
+            version=p.version,
+            manager="pip",
+            platform=platform,
+            dependencies=p.dependency_map(),
+            url=p.url,
+            hash=HashModel(sha256=p.sha256),
+            categories={"main"},
+        )
+        for platform, pips in lock.pip.items()
+        for p in pips
     ]
     meta = LockMeta(
         content_hash=hashes,
@@ -319,7 +378,7 @@ def conda_lock_content_hash(
 
 
 def parse_conda_lock_yaml(text: str | bytes) -> Lock:
-    """Read a ``conda-lock.yml`` into a :class:`Lock` (conda packages only).
+    """Read a ``conda-lock.yml`` into a :class:`Lock` (conda and pip packages).
 
     The text is bounded before conda-lock parses it: larger than
     ``MAX_LOCK_BYTES`` raises ``DocumentTooLarge``, anchors or too deep nesting
@@ -345,12 +404,11 @@ def parse_conda_lock_yaml(text: str | bytes) -> Lock:
         except Exception as exc:  # yaml errors, missing/unknown version
             raise LockError(f"invalid conda-lock.yml: {exc}") from None
     packages: dict[str, list[LockedPackage]] = {p: [] for p in parsed.metadata.platforms}
+    pip: dict[str, list[PipPackage]] = {}
     for dep in parsed.package:
-        if dep.manager != "conda":
-            raise LockError(
-                f"conda-lock.yml lists {dep.manager} package {dep.name!r}; "
-                "only conda packages can be built from a lock"
-            )
+        if dep.manager == "pip":
+            pip.setdefault(dep.platform, []).append(_pip_package(dep))
+            continue
         if not dep.hash.sha256 and not dep.hash.md5:
             raise LockError(f"package {dep.name!r} in conda-lock.yml has neither sha256 nor md5")
         build = dep.build or _build_from_filename(dep.url, dep.name, dep.version)
@@ -370,7 +428,25 @@ def parse_conda_lock_yaml(text: str | bytes) -> Lock:
         )
     channels = [c.url for c in parsed.metadata.channels]
     epoch = (parsed.metadata.custom_metadata or {}).get("condastore_source_date_epoch", "")
-    return Lock.create(channels, packages, int(epoch) if epoch.isdigit() else None)
+    return Lock.create(channels, packages, int(epoch) if epoch.isdigit() else None, pip=pip)
+
+
+def _pip_package(dep: Any) -> PipPackage:
+    """A ``manager: pip`` entry of conda-lock's model as a :class:`PipPackage`."""
+    if not dep.hash.sha256:
+        raise LockError(f"pip package {dep.name!r} in conda-lock.yml has no sha256")
+    try:
+        return PipPackage(
+            name=dep.name,
+            version=dep.version,
+            url=dep.url,
+            sha256=dep.hash.sha256,
+            depends=tuple(sorted(dep.dependencies)),
+        )
+    except ValidationError as exc:
+        raise LockError(
+            f"pip package {dep.name!r} in conda-lock.yml: {exc.errors()[0]['msg']}"
+        ) from None
 
 
 # ---------------------------------------------------------------- @EXPLICIT

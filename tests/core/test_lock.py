@@ -17,6 +17,7 @@ from condastore_core.lock import (
     to_conda_lock_yaml,
     to_explicit,
 )
+from condastore_core.pip.records import PipPackage
 
 CH = "https://conda.anaconda.org/conda-forge"
 
@@ -192,11 +193,68 @@ def test_bad_lockfiles_are_refused(text, words):
         parse_conda_lock_yaml(text)
 
 
-def test_pip_packages_in_a_lockfile_are_refused():
-    text = to_conda_lock_yaml(Lock.create([CH], {"linux-64": [pkg("zstd")]}))
-    text = text.replace("manager: conda", "manager: pip", 1)
-    with pytest.raises(LockError, match="only conda packages"):
-        parse_conda_lock_yaml(text)
+def wheel(name: str, version: str = "1.0", *depends: str) -> PipPackage:
+    fn = f"{name}-{version}-py3-none-any.whl"
+    return PipPackage(
+        name=name,
+        version=version,
+        url=f"https://files.example.org/{fn}",
+        sha256=hashlib.sha256(fn.encode()).hexdigest(),
+        depends=depends,
+    )
+
+
+def pip_lock() -> Lock:
+    return Lock.create(
+        [CH],
+        {"linux-64": [pkg("python", "3.11.7"), pkg("zstd")]},
+        pip={"linux-64": [wheel("six", "1.17.0"), wheel("requests", "2.32.0", "idna", "six")]},
+    )
+
+
+def test_pip_packages_round_trip_through_conda_lock_with_their_hash():
+    lock = pip_lock()
+    text = to_conda_lock_yaml(lock, spec_hash="s" * 64)
+    back = parse_conda_lock_yaml(text)
+    assert back.pip == lock.pip
+    assert back.lock_hash == lock.lock_hash
+
+
+def test_pip_packages_are_written_as_conda_lock_writes_them(tmp_path):
+    from condastore_core.lock import _conda_lock_writer
+
+    lock = pip_lock()
+    hashes = {"linux-64": "s" * 64}
+    assert to_conda_lock_yaml(lock, spec_hash="s" * 64) == _conda_lock_writer(
+        lock, "s" * 64, hashes
+    )
+    path = tmp_path / "conda-lock.yml"
+    path.write_text(to_conda_lock_yaml(lock))
+    parsed = {d.name: d for d in parse_conda_lock_file(path).package if d.manager == "pip"}
+    assert parsed["requests"].hash.sha256 == lock.pip_records("linux-64")[0].sha256
+    assert parsed["requests"].dependencies == {"idna": "*", "six": "*"}
+    assert parsed["six"].categories == {"main"}
+    assert parsed["six"].url == "https://files.example.org/six-1.17.0-py3-none-any.whl"
+
+
+def test_pip_packages_change_the_lock_hash_and_conda_only_locks_keep_theirs():
+    conda_only = Lock.create([CH], {"linux-64": [pkg("python", "3.11.7"), pkg("zstd")]})
+    assert conda_only.with_pip({}).lock_hash == conda_only.lock_hash
+    assert pip_lock().lock_hash != conda_only.lock_hash
+    other = Lock.create(
+        [CH],
+        {"linux-64": [pkg("python", "3.11.7"), pkg("zstd")]},
+        pip={"linux-64": [wheel("six", "1.16.0"), wheel("requests", "2.32.0", "idna", "six")]},
+    )
+    assert other.lock_hash != pip_lock().lock_hash
+
+
+def test_a_pip_package_without_sha256_in_a_lockfile_is_refused():
+    text = to_conda_lock_yaml(pip_lock())
+    head, _, tail = text.partition("manager: pip")
+    tail = tail.replace("    sha256:", "    md5:", 1)
+    with pytest.raises(LockError, match=r"pip package 'requests' in conda-lock.yml has no sha256"):
+        parse_conda_lock_yaml(head + "manager: pip" + tail)
 
 
 def test_canonical_json_is_compact_and_sorted():

@@ -86,6 +86,34 @@ def test_golden_spec_hash():
     assert spec.spec_hash == "652ae2d5d333112c19f430da851e1c3d12bc001eb9a89ab6df9c899eb666a32d"
 
 
+def test_golden_spec_hash_with_pip_requirements():
+    """The pip section is hashed (normalised, sorted), whichever layout the spec uses."""
+    conda_layout = parse_spec(
+        "name: golden\nchannels: [conda-forge]\ndependencies:\n  - python\n  - pip\n"
+        "  - pip:\n    - six\n    - packaging>=23\n"
+    )
+    own_layout = EnvironmentSpec.from_dict(
+        {
+            "name": "golden",
+            "channels": ["conda-forge"],
+            "dependencies": ["pip", "python"],
+            "pip": ["packaging >= 23", "six"],
+        }
+    )
+    payload = (
+        b'{"kind":"spec","payload":{"channels":["conda-forge"],"dependencies":["pip","python"],'
+        b'"description":null,"name":"golden","pip":["packaging>=23","six"],"platforms":[],'
+        b'"variables":{}},"scheme":1}'
+    )
+    assert conda_layout.spec_hash == own_layout.spec_hash == hashlib.sha256(payload).hexdigest()
+    golden = "ad9d84173063a126f745b5c28ad2a00b66901aa09347cea2c5e6ea6428dda269"
+    assert conda_layout.spec_hash == golden
+    without_pip = EnvironmentSpec.from_dict(
+        {"name": "golden", "channels": ["conda-forge"], "dependencies": ["pip", "python"]}
+    )
+    assert without_pip.spec_hash != conda_layout.spec_hash
+
+
 @pytest.mark.parametrize(
     ("text", "line", "field", "words"),
     [
