@@ -17,6 +17,7 @@ class ArtifactKind(enum.StrEnum):
     EXPLICIT = "explicit"  # @EXPLICIT list
     TARBALL = "tarball"  # conda-pack .tar.gz
     LOG = "log"  # the build log
+    REQUIREMENTS = "requirements"  # pip requirements.txt with --hash (locks with pip packages)
 
 
 #: File name a client saves each kind under, and its media type.
@@ -26,6 +27,7 @@ FILE_NAMES = {
     ArtifactKind.EXPLICIT: "explicit.txt",
     ArtifactKind.TARBALL: "environment.tar.gz",
     ArtifactKind.LOG: "build.log",
+    ArtifactKind.REQUIREMENTS: "requirements.txt",
 }
 MEDIA_TYPES = {
     ArtifactKind.YAML: "application/yaml",
@@ -33,6 +35,7 @@ MEDIA_TYPES = {
     ArtifactKind.EXPLICIT: "text/plain; charset=utf-8",
     ArtifactKind.TARBALL: "application/gzip",
     ArtifactKind.LOG: "text/plain; charset=utf-8",
+    ArtifactKind.REQUIREMENTS: "text/plain; charset=utf-8",
 }
 
 #: Each kind as an OCI artifact: tag suffix and artifact type.
@@ -41,6 +44,10 @@ ARTIFACT_TYPES = {
     ArtifactKind.YAML: ("yaml", "application/vnd.condastore.environment.v1+yaml"),
     ArtifactKind.EXPLICIT: ("explicit", "application/vnd.condastore.explicit.v1+text"),
     ArtifactKind.TARBALL: ("tarball", "application/vnd.condastore.tarball.v1.tar+gzip"),
+    ArtifactKind.REQUIREMENTS: (
+        "requirements",
+        "application/vnd.condastore.requirements.v1+text",
+    ),
 }
 
 

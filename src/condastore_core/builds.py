@@ -80,6 +80,7 @@ def spec_for_lock(lock: Lock, name: str = "locked") -> EnvironmentSpec:
             "name": name,
             "channels": list(lock.channels),
             "dependencies": deps,
+            "pip": [f"{p.name}=={p.version}" for p in lock.pip_records(platform)],
             "platforms": lock.platforms,
         }
     )
@@ -152,6 +153,7 @@ class LocalBuilder:
         log.log(
             f"lock {lock.lock_hash[:12]}: build key {key}, "
             f"{sum(len(r) for r in lock.packages.values())} packages"
+            + (f", {sum(len(r) for r in lock.pip.values())} pip packages" if lock.pip else "")
         )
 
         existing = self.find(key)
@@ -229,6 +231,7 @@ class LocalBuilder:
                     prefix,
                     layout.package_cache_dir(self.data_dir),
                     reporter=log,
+                    pip=self.solver.pip,
                 )
             timings["install"] = time.perf_counter() - t
 

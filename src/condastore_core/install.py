@@ -23,8 +23,9 @@ import rattler
 
 from condastore_core.channels.gate import ChannelGate
 from condastore_core.channels.proxy import client_for, refused_hop
-from condastore_core.errors import InstallError
+from condastore_core.errors import CondastoreError, InstallError
 from condastore_core.lock import Lock, LockedPackage
+from condastore_core.pip.index import PipIndex
 from condastore_core.progress import NullReporter, Reporter
 
 
@@ -130,6 +131,7 @@ def install_lock(
     only: set[str] | None = None,
     patched_prefix: str | None = None,
     client: rattler.Client | None = None,
+    pip: PipIndex | None = None,
 ) -> Path:
     """Install the lock's ``platform`` packages at ``prefix``; returns ``prefix``.
 
@@ -149,6 +151,9 @@ def install_lock(
     verify_local_archives(packages)
     staging = prefix.parent / f".staging-{prefix.name}-{uuid.uuid4().hex[:8]}"
     records = [to_repodata_record(p) for p in packages]
+    with_pip = only is None and bool(lock.pip_records(platform))
+    if with_pip and pip is None:
+        raise InstallError("the lock has pip packages and no pip index is configured")
     reporter.step("installing", 0, len(records))
     reporter.log(f"installing {len(records)} packages for {platform}")
     try:
@@ -171,10 +176,25 @@ def install_lock(
             )
         )
         remove_cache_tag(staging)
+        if with_pip:
+            assert pip is not None
+            # Deferred: only locks with pip packages need uv.
+            from condastore_core.pip.install import install_pip_packages
+
+            install_pip_packages(
+                lock,
+                platform,
+                staging,
+                pip,
+                final_prefix=patched_prefix or prefix,
+                reporter=reporter,
+            )
         os.replace(staging, prefix)
     except Exception as exc:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(staging)
+        if isinstance(exc, CondastoreError):  # the pip side's errors name their package
+            raise
         refused = refused_hop(str(exc), "the lock's package URLs")
         if refused is not None:
             raise refused from None

@@ -16,6 +16,8 @@ Data directory (embedded defaults; every part can be moved by settings)::
         tmp/                             scratch space for builds (staging prefixes, tarballs)
         locks/                           inter-process lock files
         repodata-cache/                  rattler's repodata cache, shared by the machine's processes
+        pip-cache/                       uv's cache (index pages, metadata) for pip resolution
+        pip-cache/wheels/<sha256>/<file> wheels downloaded and verified for pip installs
         channels.json                    when each channel was last revalidated (no Redis)
         keys/token-signing-key.pem       the Ed25519 key that signs API tokens (created once)
 
@@ -188,3 +190,12 @@ def repodata_cache_dir(data_dir: Path) -> Path:
 
 def channel_freshness_path(data_dir: Path) -> Path:
     return data_dir / "channels.json"
+
+
+def pip_cache_dir(data_dir: Path) -> Path:
+    return data_dir / "pip-cache"
+
+
+def pip_wheel_path(cache_dir: Path, sha256: str, file_name: str) -> Path:
+    """Where a verified wheel is kept: named by its sha256, under its own file name."""
+    return cache_dir / "wheels" / sha256 / file_name

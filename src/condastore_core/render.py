@@ -1,4 +1,5 @@
-"""The text forms of a build (pinned environment.yaml, conda-lock.yml, @EXPLICIT list)."""
+"""The text forms of a build (pinned environment.yaml, conda-lock.yml, @EXPLICIT list, and
+``requirements.txt`` for the pip packages)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from condastore_core.spec import EnvironmentSpec
 
 def pinned_environment_yaml(spec: EnvironmentSpec, lock: Lock, platform: str) -> str:
     """``environment.yaml`` with every package pinned to ``name=version=build``."""
+    dependencies: list[object] = [f"{r.name}={r.version}={r.build}" for r in lock.records(platform)]
+    if lock.pip_records(platform):
+        dependencies.append({"pip": [f"{p.name}=={p.version}" for p in lock.pip_records(platform)]})
     data: dict[str, object] = {
         "name": spec.name,
         "channels": list(lock.channels),
-        "dependencies": [f"{r.name}={r.version}={r.build}" for r in lock.records(platform)],
+        "dependencies": dependencies,
     }
     if spec.variables:
         data["variables"] = dict(spec.variables)
@@ -30,11 +34,25 @@ def conda_lock_yml(spec: EnvironmentSpec, lock: Lock) -> str:
     return to_conda_lock_yaml(lock, spec_hash=spec.spec_hash, content_hash=content_hash)
 
 
+def requirements_txt(lock: Lock, platform: str) -> str:
+    """The pip packages as ``pip install --no-deps --require-hashes -r`` takes them."""
+    lines = [
+        f"# pip packages for {platform}; lock_hash: {lock.lock_hash}",
+        "# install after the conda packages with:",
+        "#   python -m pip install --no-deps --require-hashes -r requirements.txt",
+    ]
+    lines += [p.requirement_line() for p in lock.pip_records(platform)]
+    return "\n".join(lines) + "\n"
+
+
 def render_text_artifacts(
     spec: EnvironmentSpec, lock: Lock, platform: str
 ) -> dict[ArtifactKind, bytes]:
-    return {
+    artifacts = {
         ArtifactKind.YAML: pinned_environment_yaml(spec, lock, platform).encode(),
         ArtifactKind.LOCKFILE: conda_lock_yml(spec, lock).encode(),
         ArtifactKind.EXPLICIT: to_explicit(lock, platform).encode(),
     }
+    if lock.pip_records(platform):
+        artifacts[ArtifactKind.REQUIREMENTS] = requirements_txt(lock, platform).encode()
+    return artifacts

@@ -82,6 +82,13 @@ class Settings:
     #: Non-public networks (CIDRs such as ``10.0.0.0/8``, or host names) that may be fetched
     #: from; loopback, link-local and private addresses are refused otherwise.
     allowed_networks: tuple[str, ...] = ()
+    #: The PyPI-style index (PEP 503 simple API) that ``pip:`` requirements resolve against,
+    #: and extra ones consulted after it.
+    pip_index_url: str = "https://pypi.org/simple"
+    pip_extra_index_urls: tuple[str, ...] = ()
+    #: Credentials per pip index host: ``{"pypi.example.com": "user:password"}`` or a token;
+    #: sent only to that host, never shown.
+    pip_credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     #: Virtual package overrides, e.g. ``{"__cuda": "12.2", "__glibc": "2.31"}``; "" removes one.
     virtual_packages: Mapping[str, str] = field(default_factory=dict)
     solve_timeout_seconds: float | None = None
@@ -270,6 +277,7 @@ def _coerce(key: str, value: Any) -> Any:
             "allowed_channel_dirs",
             "allowed_networks",
             "oidc_scopes",
+            "pip_extra_index_urls",
         ):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(c.strip() for c in items if c.strip())
@@ -281,6 +289,7 @@ def _coerce(key: str, value: Any) -> Any:
             "channel_mirrors",
             "channel_credentials",
             "environments_groups",
+            "pip_credentials",
         ):
             if isinstance(value, str):
                 pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]

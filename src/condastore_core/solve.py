@@ -31,8 +31,9 @@ from condastore_core.channels import (
 from condastore_core.channels.freshness import Freshness, record_for
 from condastore_core.channels.gate import ChannelRefused, normalize_url
 from condastore_core.channels.proxy import client_for, refused_hop
-from condastore_core.errors import SolveError, SpecError
+from condastore_core.errors import SolveError
 from condastore_core.lock import Lock, LockedPackage
+from condastore_core.pip.index import PipIndex
 from condastore_core.settings import Settings
 from condastore_core.spec import EnvironmentSpec
 
@@ -101,6 +102,7 @@ class Solver:
         timeout: dt.timedelta | None = None,
         gate: ChannelGate = OPEN_GATE,
         freshness: Freshness | None = None,
+        pip: PipIndex | None = None,
     ) -> None:
         #: What builds this solver again in another process (see ``__reduce__``).
         self._recipe: dict[str, Any] = {
@@ -125,6 +127,8 @@ class Solver:
         self.timeout = timeout
         #: Every channel and package URL this solver hands to rattler passed it.
         self.gate = gate
+        #: Where ``pip:`` requirements resolve and their wheels come from (PyPI by default).
+        self.pip = pip or PipIndex(gate=gate)
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its settings: a child process builds its own gateway, proxy and client
@@ -149,17 +153,39 @@ class Solver:
         solver's) before rattler sees them, and so are the package URLs of the
         result: a channel's repodata may point its packages elsewhere (``base_url``).
         """
-        if spec.pip:
-            raise SpecError(
-                "pip requirements cannot be locked yet; remove the pip: list or "
-                "use the conda packages of those projects",
-                field="pip",
-            )
         targets = sorted(set(platforms or spec.platforms or [native_platform()]))
         channels = self.channels_for(spec, gate)
         lock = asyncio.run(self._solve_all(channels, list(spec.dependencies), targets))
         (gate or self.gate).check_lock(lock)
+        if spec.pip:
+            lock = self._solve_pip(spec, lock)
         return lock
+
+    def _solve_pip(self, spec: EnvironmentSpec, lock: Lock) -> Lock:
+        """``lock`` with the spec's pip requirements resolved for each platform's python.
+
+        pip indexes pass the installation's gate: a namespace's ``allowed_channels``
+        names conda channels, not indexes.
+        """
+        # Deferred: only specs with a pip: list pay for the resolver's imports.
+        from condastore_core.pip.resolve import resolve_pip
+
+        overrides = self.virtual_package_overrides
+        timeout = self.timeout.total_seconds() if self.timeout else None
+        return lock.with_pip(
+            {
+                platform: resolve_pip(
+                    spec.pip,
+                    lock,
+                    platform,
+                    self.pip,
+                    glibc=overrides.get("__glibc") or DEFAULT_VIRTUAL_PACKAGES["linux"]["__glibc"],
+                    macos=overrides.get("__osx") or DEFAULT_VIRTUAL_PACKAGES["osx"]["__osx"],
+                    timeout=timeout,
+                )
+                for platform in lock.platforms
+            }
+        )
 
     def _revalidate(self, channels: Sequence[str], subdirs: Sequence[str]) -> None:
         """Drop what the freshness rules say is stale, so rattler reads it again."""
@@ -409,15 +435,22 @@ def _explain(
 def solver_for(settings: Settings) -> Solver:
     """The solver a process configured by ``settings`` uses (repodata cached in the data dir)."""
     timeout = settings.solve_timeout_seconds
+    gate = gate_for(settings)
     return Solver(
         cache_dir=layout.repodata_cache_dir(settings.data_dir),
         channel_alias=settings.channel_alias,
         default_channels=settings.channels,
         virtual_package_overrides=settings.virtual_package_overrides(),
         timeout=dt.timedelta(seconds=timeout) if timeout else None,
-        gate=gate_for(settings),
+        gate=gate,
         freshness=Freshness(
             record_for(settings.data_dir, settings.redis_url), ttl=settings.local_repodata_ttl
+        ),
+        pip=PipIndex.from_settings(
+            settings,
+            # The indexes an administrator configured are allowed as configured channels are.
+            gate.with_configured(settings.pip_index_url, *settings.pip_extra_index_urls),
+            layout.pip_cache_dir(settings.data_dir),
         ),
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from condastore_core.errors import SolveError, SpecError
+from condastore_core.errors import SolveError
 from condastore_core.solve import Solver, virtual_packages_for
 from condastore_core.spec import EnvironmentSpec
 from tests.support.packages import PackageDef
@@ -136,6 +136,6 @@ def test_virtual_package_sets_follow_the_target_platform():
     assert "__glibc" not in removed
 
 
-def test_pip_requirements_are_refused_with_a_clear_message(sample_channel):
-    with pytest.raises(SpecError, match="pip requirements cannot be locked"):
+def test_pip_requirements_without_python_name_the_requirement(sample_channel):
+    with pytest.raises(SolveError, match=r"pip requirements \(requests\) need python"):
         Solver().solve(spec([sample_channel], "zstd", {"pip": ["requests"]}), ["linux-64"])

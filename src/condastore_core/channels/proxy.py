@@ -61,6 +61,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._forward(method, target, head[1:])
         except ChannelRefused as exc:
             self.server.refused.append(self._target)
+            self.server.refusal_count += 1
             self._refuse(exc.message)
         except (OSError, ValueError, http.client.HTTPException):
             pass  # the client sees the connection close
@@ -145,6 +146,8 @@ class _Server(socketserver.ThreadingTCPServer):
         self.gate = gate
         #: ``host:port`` of the latest refused requests, to tell rattler's errors apart.
         self.refused: collections.deque[str] = collections.deque(maxlen=256)
+        #: Refusals since start, so a caller can tell which of them happened meanwhile.
+        self.refusal_count = 0
 
 
 class GateProxy:
@@ -162,6 +165,15 @@ class GateProxy:
         return any(
             _host_port(m["url"]) in self._server.refused for m in _RATTLER_URL.finditer(error_text)
         )
+
+    @property
+    def refusal_count(self) -> int:
+        return self._server.refusal_count
+
+    def refused_since(self, count: int) -> list[str]:
+        """``host:port`` of the requests refused since :attr:`refusal_count` was ``count``."""
+        new = min(self._server.refusal_count - count, len(self._server.refused))
+        return list(self._server.refused)[-new:] if new > 0 else []
 
     def client(self) -> rattler.Client:
         """A rattler client that makes every connection through this proxy."""
