@@ -9,6 +9,8 @@ final layer adds what belongs to the environment rather than to a package
 (``conda-meta/history``, the entrypoint). Layers are in rattler's link order
 (dependencies first; merged layers keep it), so a file two packages ship ends
 up on top as the installer leaves it in a prefix.
+A lock's pip packages make one layer of their own, after the conda layers
+(:mod:`condastore_core.image.pip_layer`).
 
 Nothing runs a container, so images for other platforms are built the same way.
 """
@@ -24,6 +26,7 @@ import tarfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import rattler
 import zstandard
@@ -39,10 +42,14 @@ from condastore_core.image.packages import (
     python_version,
     read_installed_package,
 )
+from condastore_core.image.pip_layer import pip_layer_entries, pip_layer_key
 from condastore_core.image.tarball import GZIP, Entry, write_layer
 from condastore_core.install import install_lock, to_repodata_record
 from condastore_core.leftovers import scratch_directory
 from condastore_core.lock import Lock, LockedPackage
+
+if TYPE_CHECKING:
+    from condastore_core.pip.index import PipIndex
 from condastore_core.progress import NullReporter, Reporter
 from condastore_core.store import BlobStore, put, read_all
 
@@ -100,6 +107,7 @@ class ImageBuilder:
         max_layers: int = MAX_LAYERS,
         popularity: Callable[[Sequence[str]], Mapping[str, int]] | None = None,
         client: rattler.Client | None = None,
+        pip: PipIndex | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -112,6 +120,8 @@ class ImageBuilder:
         self.popularity = popularity
         #: rattler's HTTP client for package downloads (the channel gate's, on a server).
         self.client = client
+        #: Where the wheels of a lock's pip packages are fetched from.
+        self.pip = pip
 
     def plan(self, lock: Lock, platform: str) -> LayerPlan:
         """Which layers the platform's image needs and which of them are cached already."""
@@ -172,9 +182,10 @@ class ImageBuilder:
         platform = plan.platform
         base_has_shell = base.has_shell
         ordered = [plan.layers[p.name] for p in packages]
-        ordered = self._within_budget(ordered, reserved=len(base.layers))
+        pip = [self.pip_layer(lock, platform)] if lock.pip_records(platform) else []
+        ordered = self._within_budget(ordered, reserved=len(base.layers) + len(pip))
         final = self._final_layer(lock, platform, packages, base_has_shell)
-        ordered = [*base.layers, *ordered, final]
+        ordered = [*base.layers, *ordered, *pip, final]
 
         base_path = next((e[5:] for e in base.env if e.startswith("PATH=")), None)
         system_path = base_path or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -275,6 +286,37 @@ class ImageBuilder:
             installed = read_installed_package(staging, pkg)
             record = self._write(layer_entries(staging, self.prefix, installed), (pkg.name,))
             shutil.rmtree(staging, ignore_errors=True)
+        return record
+
+    def pip_layer(self, lock: Lock, platform: str, reporter: Reporter | None = None) -> LayerRecord:
+        """The one layer of the platform's pip packages, from the cache or built here.
+
+        The wheels are installed over the lock's conda packages (their python runs
+        the install) in a scratch prefix; the layer holds what the install added.
+        """
+        key = pip_layer_key(lock, platform, self.prefix, self.compression)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        if self.pip is None:
+            raise ValueError("this image builder has no pip index for the lock's pip packages")
+        with scratch_directory(self.scratch_dir, "pip-layer-") as tmp:
+            staging = tmp / "prefix"
+            install_lock(
+                lock,
+                platform,
+                staging,
+                self.package_cache_dir,
+                reporter,
+                only={p.name for p in lock.records(platform)},
+                patched_prefix=self.prefix,
+                client=self.client,
+            )
+            entries = pip_layer_entries(lock, platform, staging, self.prefix, self.pip, reporter)
+            names = tuple(f"pip:{p.name}" for p in lock.pip_records(platform))
+            record = self._write(entries, names)
+            shutil.rmtree(staging, ignore_errors=True)
+        self.cache.put(key, record)  # only after the blob is committed
         return record
 
     def _write(self, entries: list[Entry], packages: tuple[str, ...]) -> LayerRecord:

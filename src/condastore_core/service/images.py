@@ -238,6 +238,7 @@ def image_builder(
         compression=compression or ctx.settings.image_compression,
         popularity=cache.popularity,
         client=ctx.solver.client,
+        pip=ctx.solver.pip,
     )
 
 
