@@ -81,3 +81,57 @@ def ctx(database_url, tmp_path):
     yield context
     queue.shutdown(wait=True)
     context.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def python_channel(tmp_path_factory) -> str:
+    """A channel holding a ``python`` package built from this machine's CPython (built once)."""
+    from tests.support.python_package import build_python_package
+
+    return build_python_package(tmp_path_factory.mktemp("python-channel"))
+
+
+@pytest.fixture(scope="session")
+def wheel_cache() -> Path:
+    """Real wheels from PyPI (``WHEELS``), downloaded once into a cache kept across runs."""
+    import subprocess
+    import sys
+
+    import platformdirs
+
+    from tests.support.pypi_index import WHEELS
+
+    cache = Path(
+        os.environ.get("CONDASTORE_TEST_WHEELS")
+        or Path(platformdirs.user_cache_dir("condastore-tests")) / "wheels"
+    )
+    names = [w.split("==")[0] for w in WHEELS]
+    have = {p.name.split("-")[0].lower() for p in cache.glob("*.whl")}
+    if not set(names) <= have:
+        cache.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:"),
+                *("--no-deps", "--dest", str(cache), *WHEELS),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot download the test wheels from PyPI (offline?): {result.stderr}")
+    return cache
+
+
+@pytest.fixture
+def package_index(wheel_cache, tmp_path):
+    """A PyPI-style index on a loopback port serving the cached wheels and an sdist-only
+    project (``sdistonly``)."""
+    from tests.support.pypi_index import PackageIndex, sdist_only, serve_index
+
+    index = PackageIndex()
+    for wheel in sorted(wheel_cache.glob("*.whl")):
+        index.add(wheel)
+    index.add(sdist_only(tmp_path))
+    with serve_index(index):
+        yield index
