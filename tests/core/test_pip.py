@@ -7,6 +7,7 @@ channel has none); the index is a local PEP 503 server holding real wheels.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import os
@@ -31,8 +32,6 @@ from condastore_core.store import LocalBlobStore, read_all
 from tests.core.test_image import MemoryLayerCache
 from tests.support.python_package import python_version
 
-pytestmark = pytest.mark.slow
-
 
 def pip_spec(*channels: str, pip: list[str], conda: tuple[str, ...] = ("python",)):
     return EnvironmentSpec.from_dict(
@@ -53,6 +52,7 @@ def run(*cmd, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_pip_dependencies_lock_install_and_pack(
     python_channel, sample_channel, package_index, tmp_path
 ):
@@ -118,6 +118,7 @@ def read_tarball(builder, result, tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_install_fetches_only_the_locked_wheels_and_uses_no_index(
     python_channel, package_index, tmp_path
 ):
@@ -130,6 +131,7 @@ def test_install_fetches_only_the_locked_wheels_and_uses_no_index(
     assert out.returncode == 0, out.stderr
 
 
+@pytest.mark.slow
 def test_a_wheel_whose_bytes_changed_after_locking_is_refused(
     python_channel, package_index, tmp_path
 ):
@@ -145,6 +147,7 @@ def test_a_wheel_whose_bytes_changed_after_locking_is_refused(
     assert not list((tmp_path / "pip-cache").glob("wheels/*/six-*"))
 
 
+@pytest.mark.slow
 def test_a_requirement_with_only_a_source_archive_names_it(python_channel, package_index, tmp_path):
     solver = solver_for_index(package_index, tmp_path)
     with pytest.raises(SolveError) as info:
@@ -154,12 +157,14 @@ def test_a_requirement_with_only_a_source_archive_names_it(python_channel, packa
     assert "sdistonly" in info.value.message.split("\n", 1)[1]
 
 
+@pytest.mark.slow
 def test_a_requirement_that_no_index_has_names_it(python_channel, package_index, tmp_path):
     solver = solver_for_index(package_index, tmp_path)
     with pytest.raises(SolveError, match="pip requirement 'nosuchproject' cannot be resolved"):
         solver.solve(pip_spec(python_channel, pip=["six", "nosuchproject"]), ["linux-64"])
 
 
+@pytest.mark.slow
 def test_pip_urls_on_a_denied_network_are_refused(python_channel, package_index, tmp_path):
     """An enforcing gate that allows the python channel's directory and nothing private."""
     gate = ChannelGate(enforce=True, allowed_dirs=(_resolved_tmp(),))
@@ -181,6 +186,7 @@ def _resolved_tmp():
     return Path(tempfile.gettempdir()).resolve()
 
 
+@pytest.mark.slow
 def test_an_enforcing_gate_routes_uv_through_its_proxy(python_channel, package_index, tmp_path):
     """Loopback allowed by the administrator: uv's requests pass the gate's proxy and work."""
     import ipaddress
@@ -195,6 +201,7 @@ def test_an_enforcing_gate_routes_uv_through_its_proxy(python_channel, package_i
     assert [p.name for p in lock.pip_records("linux-64")] == ["six"]
 
 
+@pytest.mark.slow
 def test_the_image_has_one_pip_layer_after_the_conda_layers(
     python_channel, package_index, tmp_path
 ):
@@ -255,3 +262,44 @@ def host_libraries(binary, root):
         for token in line.split()
         if token.startswith("/") and str(root) not in token
     ]
+
+
+def test_a_lockfile_with_a_wheel_on_a_denied_network_is_refused(tmp_path):
+    """A submitted conda-lock.yml is checked like a solve: its pip URLs pass the gate too."""
+    from condastore_core.lock import Lock, parse_conda_lock_yaml, to_conda_lock_yaml
+    from condastore_core.pip.records import PipPackage
+
+    wheel = PipPackage(
+        name="six",
+        version="1.17.0",
+        url="http://169.254.169.254/latest/six-1.17.0-py2.py3-none-any.whl",
+        sha256="4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274",
+    )
+    lock = parse_conda_lock_yaml(
+        to_conda_lock_yaml(Lock.create([], {"linux-64": []}, pip={"linux-64": [wheel]}))
+    )
+    gate = ChannelGate(enforce=True).narrowed(["https://conda.example.org/channel"])
+    with pytest.raises(ChannelRefused, match=r"pip package URL 'http://169\.254\.169\.254"):
+        gate.check_lock(lock)
+
+
+@pytest.mark.slow
+def test_index_credentials_are_sent_and_never_shown(python_channel, package_index, tmp_path):
+    solver = solver_for_index(package_index, tmp_path)
+    solver.pip = PipIndex(
+        index_url=package_index.simple_url,
+        credentials=(("127.0.0.1", "alice:s3cret-pw"),),
+        gate=solver.gate,
+        cache_dir=tmp_path / "pip-cache",
+    )
+    expected = "Basic " + base64.b64encode(b"alice:s3cret-pw").decode()
+    package_index.required_authorization = expected  # a private index: 401 without them
+    lock = solver.solve(pip_spec(python_channel, pip=["six"]), ["linux-64"])
+    install_lock(lock, "linux-64", tmp_path / "env", tmp_path / "pkgs", pip=solver.pip)
+    seen = list(zip(package_index.requests, package_index.authorizations, strict=True))
+    assert ("/simple/six/", expected) in seen  # uv, from the private netrc
+    assert seen[-1] == ("/files/six-1.17.0-py2.py3-none-any.whl", expected)  # the installer
+    assert "s3cret" not in repr(solver.pip) and "s3cret" not in lock.model_dump_json()
+    with pytest.raises(SolveError) as info:
+        solver.solve(pip_spec(python_channel, pip=["nosuchproject"]), ["linux-64"])
+    assert "s3cret" not in info.value.message

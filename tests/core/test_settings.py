@@ -128,3 +128,21 @@ def test_the_clients_and_the_test_suites_variables_are_not_settings():
         "CONDASTORE_TARBALL": "false",
     }
     assert load_settings(environ=environ).tarball is False
+
+
+def test_pip_index_settings_from_the_environment_never_show_credentials():
+    settings = load_settings(
+        environ={
+            "CONDASTORE_PIP_INDEX_URL": "https://pypi.example.org/simple",
+            "CONDASTORE_PIP_EXTRA_INDEX_URLS": "https://a.example.org/simple, https://b.example.org/simple",
+            "CONDASTORE_PIP_CREDENTIALS": "pypi.example.org=alice:s3cret",
+        },
+        config_file=None,
+    )
+    assert settings.pip_index_url == "https://pypi.example.org/simple"
+    assert settings.pip_extra_index_urls == (
+        "https://a.example.org/simple",
+        "https://b.example.org/simple",
+    )
+    assert settings.pip_credentials == {"pypi.example.org": "alice:s3cret"}
+    assert "s3cret" not in repr(settings)

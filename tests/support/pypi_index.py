@@ -38,6 +38,10 @@ class PackageIndex:
     url: str = ""
     files: dict[str, bytes] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    #: The Authorization header of each request, in order (None when absent).
+    authorizations: list[str | None] = field(default_factory=list)
+    #: When set, requests without this Authorization header get 401, as a private index.
+    required_authorization: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -61,7 +65,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.index.lock:
             self.index.requests.append(self.path)
+            self.index.authorizations.append(self.headers.get("Authorization"))
             files = dict(self.index.files)
+        required = self.index.required_authorization
+        if required and self.headers.get("Authorization") != required:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="index"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         path = self.path.split("?", 1)[0]
         if path.rstrip("/") == "/simple":
             projects = sorted({project_of(f) for f in files})

@@ -149,11 +149,18 @@ class ChannelGate:
         return url
 
     def check_lock(self, lock: Lock) -> None:
-        """Every package URL of ``lock`` (each host is resolved once)."""
+        """Every package URL of ``lock``, pip wheels included (each host is resolved once).
+
+        Wheel URLs pass the gate without a namespace's ``allowed_channels``: those
+        name conda channels, not package indexes.
+        """
         seen_hosts: set[tuple[str, str, int | None]] = set()
+        wheels = dataclasses.replace(self, narrowed_to=None)
         for platform in lock.platforms:
             for record in lock.records(platform):
                 self.check_url(record.url, shown=f"package URL {record.url!r}", _hosts=seen_hosts)
+            for wheel in lock.pip_records(platform):
+                wheels.check_url(wheel.url, shown=f"pip package URL {wheel.url!r}")
 
     def check_url(
         self,
