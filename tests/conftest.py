@@ -125,13 +125,14 @@ def wheel_cache() -> Path:
 
 @pytest.fixture
 def package_index(wheel_cache, tmp_path):
-    """A PyPI-style index on a loopback port serving the cached wheels and an sdist-only
-    project (``sdistonly``)."""
-    from tests.support.pypi_index import PackageIndex, sdist_only, serve_index
+    """A PyPI-style index on a loopback port serving the cached wheels, an sdist-only
+    project (``sdistonly``) and ``needsix``, whose wheel requires six."""
+    from tests.support.pypi_index import PackageIndex, make_wheel, sdist_only, serve_index
 
     index = PackageIndex()
     for wheel in sorted(wheel_cache.glob("*.whl")):
         index.add(wheel)
     index.add(sdist_only(tmp_path))
+    index.add(make_wheel(tmp_path, "needsix", "1.0", ("six>=1.16",)))
     with serve_index(index):
         yield index

@@ -303,3 +303,23 @@ def test_index_credentials_are_sent_and_never_shown(python_channel, package_inde
     with pytest.raises(SolveError) as info:
         solver.solve(pip_spec(python_channel, pip=["nosuchproject"]), ["linux-64"])
     assert "s3cret" not in info.value.message
+
+
+@pytest.mark.slow
+def test_dependencies_of_pip_packages_are_locked_and_recorded(
+    python_channel, package_index, tmp_path
+):
+    from condastore_core.lock import to_conda_lock_yaml
+
+    solver = solver_for_index(package_index, tmp_path)
+    lock = solver.solve(pip_spec(python_channel, pip=["needsix"]), ["linux-64"])
+    records = {p.name: p for p in lock.pip_records("linux-64")}
+    assert set(records) == {"needsix", "six"}
+    assert records["needsix"].depends == ("six",) and records["six"].depends == ()
+    path = tmp_path / "conda-lock.yml"
+    path.write_text(to_conda_lock_yaml(lock))
+    parsed = {p.name: p for p in parse_conda_lock_file(path).package if p.manager == "pip"}
+    assert parsed["needsix"].dependencies == {"six": "*"}
+    install_lock(lock, "linux-64", tmp_path / "env", tmp_path / "pkgs", pip=solver.pip)
+    out = run(tmp_path / "env" / "bin" / "python", "-c", "import needsix, six")
+    assert out.returncode == 0, out.stderr
