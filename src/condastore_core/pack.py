@@ -91,6 +91,10 @@ def _install_canonical(prefix: Path, target: Path, client: Any) -> Path:
     except Exception as exc:
         raise PackError(f"cannot link {prefix}'s packages again to pack them: {exc}") from None
     remove_cache_tag(target)
+    # pip packages are no conda package: their installed files are carried over as they are.
+    from condastore_core.pip.install import copy_installed
+
+    copy_installed(prefix, target, CANONICAL_PREFIX)
     for path in (target / "conda-meta").glob("*.json"):
         record = json.loads(path.read_text())
         if record.get("size") is None:  # a lock read from conda-lock.yml carries no size

@@ -29,8 +29,15 @@ def pinned_environment_yaml(spec: EnvironmentSpec, lock: Lock, platform: str) ->
 
 
 def conda_lock_yml(spec: EnvironmentSpec, lock: Lock) -> str:
-    """``conda-lock.yml`` whose input hash is conda-lock's own for the spec (fresh to it)."""
-    content_hash = conda_lock_content_hash(spec.to_environment_yaml(), lock.platforms)
+    """``conda-lock.yml`` whose input hash is conda-lock's own for the spec (fresh to it).
+
+    conda-lock hashes a spec with pip requirements only after mapping their names
+    to conda's, from a table it downloads; a build does not fetch that, so such
+    a lockfile carries the spec hash instead (conda-lock will find it stale).
+    """
+    content_hash = (
+        None if spec.pip else conda_lock_content_hash(spec.to_environment_yaml(), lock.platforms)
+    )
     return to_conda_lock_yaml(lock, spec_hash=spec.spec_hash, content_hash=content_hash)
 
 

@@ -133,7 +133,7 @@ class Solver:
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its settings: a child process builds its own gateway, proxy and client
         (native handles that do not cross processes)."""
-        return (_rebuild_solver, (self._recipe,))
+        return (_rebuild_solver, ({**self._recipe, "pip": self.pip},))
 
     def channels_for(self, spec: EnvironmentSpec, gate: ChannelGate | None = None) -> list[str]:
         """The channel URLs of ``spec``; each must pass ``gate`` (default: this solver's)."""

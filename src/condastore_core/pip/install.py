@@ -222,3 +222,33 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def installed_files(prefix: Path) -> list[Path]:
+    """Files the pip packages installed into ``prefix`` (relative), read from the RECORD of
+    each distribution uv installed; what a copy of the prefix must carry besides conda's."""
+    found: set[Path] = set()
+    for installer in sorted(prefix.glob("lib/python*/site-packages/*.dist-info/INSTALLER")):
+        if installer.read_text().strip() != "uv":
+            continue
+        site = installer.parent.parent
+        for line in (installer.parent / "RECORD").read_text().splitlines():
+            name = line.rsplit(",", 2)[0] if line.count(",") >= 2 else line
+            if not name:
+                continue
+            path = Path(os.path.normpath(site / name))
+            if path.is_relative_to(prefix) and (path.is_file() or path.is_symlink()):
+                found.add(path.relative_to(prefix))
+    return sorted(found)
+
+
+def copy_installed(source: Path, target: Path, target_prefix: str) -> None:
+    """Copy the pip packages' files of ``source`` into ``target`` (conda's files already there),
+    their scripts naming ``target_prefix``."""
+    for rel in installed_files(source):
+        destination = target / rel
+        if destination.exists():
+            continue  # a conda package's file, linked for the target already
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / rel, destination, follow_symlinks=False)
+    relocate_scripts(target, str(source), target_prefix)
