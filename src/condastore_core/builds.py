@@ -27,7 +27,7 @@ from condastore_core.artifacts import ArtifactInfo, ArtifactKind
 from condastore_core.digests import Digest
 from condastore_core.errors import BlobNotFound, CondastoreError
 from condastore_core.install import install_gated
-from condastore_core.isolation import DEFAULT_LIMITS, Limits, run_isolated
+from condastore_core.isolation import DEFAULT_LIMITS, Isolation, Limits, run_phase
 from condastore_core.leftovers import scratch_directory
 from condastore_core.lock import Lock
 from condastore_core.locks import file_lock, shared_file_lock
@@ -100,6 +100,7 @@ class LocalBuilder:
         limits: Limits = DEFAULT_LIMITS,
         envs_root: Path | None = None,
         records_root: Path | None = None,
+        isolation: Isolation = "child",
     ) -> None:
         self.data_dir = Path(data_dir)
         #: Where prefixes are installed (at their final path: a prefix never moves) and
@@ -112,6 +113,8 @@ class LocalBuilder:
         self.install_platform = install_platform or native_platform()
         #: Solve, install and pack run in child processes under these limits.
         self.limits = limits
+        #: "inline" only for the local command line (see ``isolation.Isolation``).
+        self.isolation: Isolation = isolation
 
     # -- public API --------------------------------------------------------------
 
@@ -121,8 +124,14 @@ class LocalBuilder:
         platforms: list[str] | None = None,
         reporter: Reporter | None = None,
     ) -> Lock:
-        return run_isolated(
-            "solve", self.limits, self.solver.solve, spec, platforms, reporter=reporter
+        return run_phase(
+            self.isolation,
+            "solve",
+            self.limits,
+            self.solver.solve,
+            spec,
+            platforms,
+            reporter=reporter,
         )
 
     def build(
@@ -221,7 +230,8 @@ class LocalBuilder:
                 _discarding_staging(prefix),
                 shared_file_lock(layout.package_cache_lock_path(self.data_dir)),
             ):
-                run_isolated(
+                run_phase(
+                    self.isolation,
                     "install",
                     self.limits,
                     install_gated,
@@ -277,8 +287,8 @@ class LocalBuilder:
 
     def _put_tarball(self, prefix: Path) -> ArtifactInfo:
         with scratch_directory(layout.scratch_dir(self.data_dir), "pack-") as tmp:
-            path = run_isolated(
-                "pack", self.limits, pack_prefix, prefix, tmp / "environment.tar.gz"
+            path = run_phase(
+                self.isolation, "pack", self.limits, pack_prefix, prefix, tmp / "environment.tar.gz"
             )
             with open(path, "rb") as f:
                 info = put(self.store, f)

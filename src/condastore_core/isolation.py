@@ -46,7 +46,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from condastore_core.errors import (
     BuildCrashed,
@@ -122,6 +122,34 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+#: Where package work runs: "child" (a child process, as above) or "inline" (the calling
+#: process). Only the local command line, working on its user's own machine for that
+#: user alone, asks for "inline": a fork server there costs about a second per command and
+#: protects nothing shared. Settings cannot choose it, so servers and workers always isolate.
+Isolation = Literal["child", "inline"]
+
+
+def run_phase(
+    isolation: Isolation,
+    phase: str,
+    limits: Limits,
+    fn: Callable[..., T],
+    *args: Any,
+    reporter: Reporter | None = None,
+    **kwargs: Any,
+) -> T:
+    """``fn(*args, **kwargs)`` as :func:`run_isolated` runs it, or in this process if inline."""
+    if isolation == "child":
+        return run_isolated(phase, limits, fn, *args, reporter=reporter, **kwargs)
+    if isolation != "inline":
+        raise ValueError(f"unknown isolation {isolation!r}")
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}")
+    if reporter is not None and _takes_reporter(fn):
+        kwargs = {**kwargs, "reporter": reporter}
+    return fn(*args, **kwargs)
 
 
 def run_isolated(

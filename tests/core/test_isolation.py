@@ -14,12 +14,13 @@ from condastore_core.errors import (
     BuildCanceled,
     BuildCrashed,
     BuildOutOfMemory,
+    ConfigError,
     PhaseTimeout,
     SpecError,
 )
-from condastore_core.isolation import Limits, run_isolated
+from condastore_core.isolation import Limits, run_isolated, run_phase
 from condastore_core.progress import CollectingReporter
-from condastore_core.settings import Settings
+from condastore_core.settings import Settings, load_settings
 from condastore_core.solve import Solver
 
 # -- what the children run (top-level, so they pickle) ------------------------------------
@@ -51,6 +52,11 @@ def chatty(count: int, reporter) -> str:  # type: ignore[no-untyped-def]
         reporter.log(f"line {i}")
         reporter.step("working", i + 1, count)
     return "done"
+
+
+def whose_pid(reporter) -> int:  # type: ignore[no-untyped-def]
+    reporter.log("here")
+    return os.getpid()
 
 
 def missing_file(path: Path) -> bytes:
@@ -130,6 +136,42 @@ def test_a_solver_crosses_to_a_child_as_its_settings():
     copy = pickle.loads(pickle.dumps(solver))
     assert copy.gate == gate and copy.default_channels == ["one", "two"]
     assert copy.client is not None and copy.client is not solver.client  # its own, built anew
+
+
+def test_inline_runs_in_this_process_and_child_in_another():
+    inline, child = CollectingReporter(), CollectingReporter()
+    assert run_phase("inline", "solve", Limits(), whose_pid, reporter=inline) == os.getpid()
+    assert run_phase("child", "solve", Limits(), whose_pid, reporter=child) != os.getpid()
+    assert [line.split("] ", 1)[1] for line in inline.lines + child.lines] == ["here", "here"]
+    with pytest.raises(ValueError):
+        run_phase("thread", "solve", Limits(), whose_pid)  # type: ignore[arg-type]
+
+
+def test_the_server_cannot_be_configured_to_run_package_work_inline(tmp_path):
+    """Only the local command line passes "inline"; no setting, variable or file reaches it."""
+    from condastore_core.service.context import Context
+    from tests.support.gate import gate_env
+
+    environ = {
+        **gate_env(),
+        "CONDASTORE_ISOLATION": "inline",
+        "CONDASTORE_BUILD_ISOLATION": "inline",
+        "CONDASTORE_ISOLATE": "false",
+    }
+    settings = load_settings(
+        {"data_dir": tmp_path / "data", "database_url": f"sqlite:///{tmp_path / 'db'}"},
+        environ=environ,
+    )
+    context = Context.from_settings(settings)
+    try:
+        assert context.builder().isolation == "child"
+    finally:
+        context.engine.dispose()
+    config = tmp_path / "config.toml"
+    for key in ("isolation", "build_isolation"):
+        config.write_text(f'{key} = "inline"\n')
+        with pytest.raises(ConfigError):
+            load_settings(environ={}, config_file=config)
 
 
 def _alive(pid: int) -> bool:

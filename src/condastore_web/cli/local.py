@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 import yaml
@@ -29,6 +29,9 @@ from condastore_web.cli.common import (
 #: user could fetch themselves, so the server's channel gate is open (policies do not apply:
 #: there is no namespace).
 LOCAL_GATE = "open"
+#: For the same reason their package work runs in this process: a crash costs this command
+#: only, and a fork server would cost about a second each time (servers always isolate).
+LOCAL_ISOLATION: Final = "inline"
 
 
 def read_input(path: Path, channels: tuple[str, ...]) -> tuple[EnvironmentSpec | None, Lock | None]:
@@ -139,7 +142,13 @@ def build_command(
     )
     spec, lock = read_input(spec_file, channels)
     store = open_store(settings.resolved_store_url)
-    builder = LocalBuilder(settings.data_dir, store, solver_for(settings), tarball=settings.tarball)
+    builder = LocalBuilder(
+        settings.data_dir,
+        store,
+        solver_for(settings),
+        tarball=settings.tarball,
+        isolation=LOCAL_ISOLATION,
+    )
     result = builder.build(
         spec, lock=lock, platforms=list(platforms) or None, reporter=StreamReporter()
     )
