@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from condastore_core.bounded import MAX_LOCK_BYTES, check_size, check_yaml
+from condastore_core.conda_lock_hash import content_hashes
 from condastore_core.errors import LockError
 from condastore_core.hashing import content_hash
 from condastore_core.pip.records import PipPackage
@@ -354,11 +355,14 @@ def conda_lock_content_hash(
 ) -> dict[str, str]:
     """The input hash conda-lock itself computes for ``environment_yaml``, per platform.
 
-    The spec is read by conda-lock's own parser and hashed by its own function
-    with its default virtual packages, as ``conda-lock lock -p <platform>`` does;
-    conda-lock warns that any change to these inputs changes the hash, so we do
-    not reimplement it.
+    Computed natively for the common case (:mod:`condastore_core.conda_lock_hash`,
+    held to conda-lock by a golden test); otherwise the spec is read by conda-lock's
+    own parser and hashed by its own function with its default virtual packages,
+    as ``conda-lock lock -p <platform>`` does.
     """
+    native = content_hashes(environment_yaml, platforms)
+    if native is not None:
+        return native
     # Deferred: conda-lock's import is most of a small build's time.
     from conda_lock.content_hash import compute_content_hashes
     from conda_lock.lookup import DEFAULT_MAPPING_URL
