@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import rattler
-import requests
 from rattler import ChannelPriority, Gateway, GenericVirtualPackage
 
 from condastore_core import explain, layout
@@ -248,6 +247,8 @@ class Solver:
     def _malformed(self, exc: Exception, channels: list[str], subdirs: list[str]) -> SolveError:
         """rattler's "invalid type: null" names no record: find it (the failure path only)."""
         import json
+
+        import requests  # deferred: only this error path needs it, and it costs 0.1-0.2 s
 
         from condastore_core.channels.fetch import GatedSession
 

@@ -49,6 +49,7 @@ NOT_FOR_LOCAL_BUILDS = [
     "rq",
     "boto3",
     "packaging",
+    "requests",
     "condastore_core.service",
     "condastore_core.db",
     "condastore_web.app",

@@ -10,14 +10,12 @@ import click
 import yaml
 
 from condastore_core.bounded import MAX_LOCK_BYTES, check_size, check_yaml, yaml_loader
-from condastore_core.builds import LocalBuilder
 from condastore_core.errors import SpecError
 from condastore_core.lock import Lock, parse_conda_lock_yaml
 from condastore_core.progress import StreamReporter
 from condastore_core.render import conda_lock_yml
 from condastore_core.solve import solver_for
 from condastore_core.spec import EnvironmentSpec, parse_spec
-from condastore_core.store import open_store
 from condastore_web.cli.common import (
     config_option,
     data_dir_option,
@@ -140,6 +138,10 @@ def build_command(
     settings = settings_from(
         config_file, data_dir=data_dir, tarball=tarball, channel_gate=LOCAL_GATE
     )
+    # Deferred: only building needs the installer, the packer and the blob store.
+    from condastore_core.builds import LocalBuilder
+    from condastore_core.store import open_store
+
     spec, lock = read_input(spec_file, channels)
     store = open_store(settings.resolved_store_url)
     builder = LocalBuilder(
