@@ -152,15 +152,12 @@ def test_the_server_cannot_be_configured_to_run_package_work_inline(tmp_path):
     from condastore_core.service.context import Context
     from tests.support.gate import gate_env
 
-    environ = {
-        **gate_env(),
-        "CONDASTORE_ISOLATION": "inline",
-        "CONDASTORE_BUILD_ISOLATION": "inline",
-        "CONDASTORE_ISOLATE": "false",
-    }
+    for name in ("CONDASTORE_ISOLATION", "CONDASTORE_BUILD_ISOLATION"):
+        with pytest.raises(ConfigError):
+            load_settings(environ={**gate_env(), name: "inline"})
     settings = load_settings(
         {"data_dir": tmp_path / "data", "database_url": f"sqlite:///{tmp_path / 'db'}"},
-        environ=environ,
+        environ=gate_env(),
     )
     context = Context.from_settings(settings)
     try:
