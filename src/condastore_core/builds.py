@@ -31,7 +31,7 @@ from condastore_core.isolation import DEFAULT_LIMITS, Isolation, Limits, run_pha
 from condastore_core.leftovers import scratch_directory
 from condastore_core.lock import Lock
 from condastore_core.locks import file_lock, shared_file_lock
-from condastore_core.pack import pack_prefix
+from condastore_core.pack import pack_gated
 from condastore_core.progress import CollectingReporter, NullReporter, Reporter
 from condastore_core.render import render_text_artifacts
 from condastore_core.solve import Solver, native_platform
@@ -288,7 +288,13 @@ class LocalBuilder:
     def _put_tarball(self, prefix: Path) -> ArtifactInfo:
         with scratch_directory(layout.scratch_dir(self.data_dir), "pack-") as tmp:
             path = run_phase(
-                self.isolation, "pack", self.limits, pack_prefix, prefix, tmp / "environment.tar.gz"
+                self.isolation,
+                "pack",
+                self.limits,
+                pack_gated,
+                self.solver.gate,
+                prefix,
+                tmp / "environment.tar.gz",
             )
             with open(path, "rb") as f:
                 info = put(self.store, f)

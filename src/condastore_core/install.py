@@ -25,6 +25,7 @@ from condastore_core.channels.gate import ChannelGate
 from condastore_core.channels.proxy import client_for, refused_hop
 from condastore_core.errors import CondastoreError, InstallError
 from condastore_core.lock import Lock, LockedPackage
+from condastore_core.package_paths import PackageSource, check_packages
 from condastore_core.pip.index import PipIndex
 from condastore_core.progress import NullReporter, Reporter
 
@@ -149,6 +150,17 @@ def install_lock(
     prefix.parent.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     verify_local_archives(packages)
+    try:
+        check_packages(
+            (PackageSource(f"{p.name}-{p.version}-{p.build}", p.url, p.sha256) for p in packages),
+            cache_dir,
+            client,
+        )
+    except InstallError as exc:
+        refused = refused_hop(str(exc), "the lock's package URLs")
+        if refused is not None:
+            raise refused from None
+        raise
     staging = prefix.parent / f".staging-{prefix.name}-{uuid.uuid4().hex[:8]}"
     records = [to_repodata_record(p) for p in packages]
     with_pip = only is None and bool(lock.pip_records(platform))

@@ -22,8 +22,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from condastore_core.errors import PackError
+from condastore_core.channels.gate import ChannelGate
+from condastore_core.channels.proxy import client_for, refused_hop
+from condastore_core.errors import InstallError, PackError
 from condastore_core.install import local_archive_size, remove_cache_tag
+from condastore_core.package_paths import PackageSource, check_packages
 
 #: Where a packed environment believes it was installed; ``conda-unpack`` replaces it.
 CANONICAL_PREFIX = "/opt/condastore-env"
@@ -57,6 +60,21 @@ def pack_prefix(
     return output
 
 
+def pack_gated(gate: ChannelGate, prefix: Path, output: Path, **options: Any) -> Path:
+    """:func:`pack_prefix` fetching a package missing from the cache with ``gate``'s client
+    (its proxy, mirrors and credentials), made in this process.
+
+    What a child process runs: the gate pickles, rattler's client does not.
+    """
+    seen: set[tuple[str, str, int | None]] = set()
+    for meta in sorted((prefix / "conda-meta").glob("*.json")):
+        with contextlib.suppress(ValueError, OSError):
+            url = json.loads(meta.read_text()).get("url") or ""
+            if url:
+                gate.check_url(url, shown=f"package URL {url!r}", _hosts=seen)
+    return pack_prefix(prefix, output, client=client_for(gate), **options)
+
+
 def source_date_epoch(prefix: Path) -> int:
     """The time an environment's files are dated: its newest package's build time (0 if none)."""
     newest = 0
@@ -76,7 +94,16 @@ def _install_canonical(prefix: Path, target: Path, client: Any) -> Path:
     records = [rattler.PrefixRecord.from_path(path) for path in metas]
     extracted = json.loads(metas[0].read_text()).get("extracted_package_dir")
     cache_dir = Path(extracted).parent if extracted else prefix.parent / "pkgs"
+    sources = [
+        PackageSource(
+            f"{r.name.normalized}-{r.version}-{r.build}",
+            r.url,
+            r.sha256.hex() if r.sha256 else None,
+        )
+        for r in records
+    ]
     try:
+        check_packages(sources, cache_dir, client)
         asyncio.run(
             rattler.install(
                 records,  # type: ignore[arg-type]
@@ -89,6 +116,11 @@ def _install_canonical(prefix: Path, target: Path, client: Any) -> Path:
             )
         )
     except Exception as exc:
+        refused = refused_hop(str(exc), "the environment's package URLs")
+        if refused is not None:
+            raise refused from None
+        if isinstance(exc, InstallError):
+            raise  # a package refused before linking, said as the install says it
         raise PackError(f"cannot link {prefix}'s packages again to pack them: {exc}") from None
     remove_cache_tag(target)
     # pip packages are no conda package: their installed files are carried over as they are.
