@@ -150,17 +150,6 @@ def install_lock(
     prefix.parent.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     verify_local_archives(packages)
-    try:
-        check_packages(
-            (PackageSource(f"{p.name}-{p.version}-{p.build}", p.url, p.sha256) for p in packages),
-            cache_dir,
-            client,
-        )
-    except InstallError as exc:
-        refused = refused_hop(str(exc), "the lock's package URLs")
-        if refused is not None:
-            raise refused from None
-        raise
     staging = prefix.parent / f".staging-{prefix.name}-{uuid.uuid4().hex[:8]}"
     records = [to_repodata_record(p) for p in packages]
     with_pip = only is None and bool(lock.pip_records(platform))
@@ -168,6 +157,18 @@ def install_lock(
         raise InstallError("the lock has pip packages and no pip index is configured")
     reporter.step("installing", 0, len(records))
     reporter.log(f"installing {len(records)} packages for {platform}")
+    try:
+        check_packages(
+            (PackageSource(f"{p.name}-{p.version}-{p.build}", p.url, p.sha256) for p in packages),
+            cache_dir,
+            client,
+            reporter,
+        )
+    except InstallError as exc:
+        refused = refused_hop(str(exc), "the lock's package URLs")
+        if refused is not None:
+            raise refused from None
+        raise
     try:
         asyncio.run(
             rattler.install(

@@ -202,7 +202,8 @@ class _Watch:
         self.limits = limits
         self.reporter = reporter
         self.seconds = limits.seconds(phase)
-        #: What the child last said it was doing (``linking <package>``), for a crash message.
+        #: What the child last said it was doing (``linking <package>``, ``reading <package>``),
+        #: for a crash message.
         self.doing: str | None = None
 
     def wait(
@@ -235,7 +236,7 @@ class _Watch:
         kind = message[0]
         if kind == "log":
             text = message[1]
-            if text.startswith("linking "):
+            if text.startswith(("linking ", "reading ")):
                 self.doing = text
             self.reporter.log(text)
         elif kind == "step":

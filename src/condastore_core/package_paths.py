@@ -26,13 +26,17 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from condastore_core.errors import InstallError
+from condastore_core.progress import NullReporter, Reporter
 
 
 class UnsafePackage(InstallError):
     """A package holds a path that would be written outside the prefix."""
 
     def __init__(self, stem: str, path: str) -> None:
-        super().__init__(f"package {stem} holds a path outside the prefix: {path}")
+        super().__init__(
+            f"package {stem} holds a path outside the prefix: {path}",
+            detail={"package": stem, "path": path},
+        )
         self.stem = stem
         self.path = path
 
@@ -62,14 +66,20 @@ def link_escapes(member: str, target: str) -> bool:
 
 
 def check_packages(
-    sources: Iterable[PackageSource], cache_dir: Path, client: object | None = None
+    sources: Iterable[PackageSource],
+    cache_dir: Path,
+    client: object | None = None,
+    reporter: Reporter | None = None,
 ) -> None:
     """Raise :class:`UnsafePackage` for the first package with a path outside the prefix."""
-    asyncio.run(_check_all(list(sources), cache_dir, client))
+    asyncio.run(_check_all(list(sources), cache_dir, client, reporter or NullReporter()))
 
 
-async def _check_all(sources: list[PackageSource], cache_dir: Path, client: object | None) -> None:
+async def _check_all(
+    sources: list[PackageSource], cache_dir: Path, client: object | None, reporter: Reporter
+) -> None:
     for source in sources:
+        reporter.log(f"reading {source.stem}")
         extracted = cache_dir / source.stem
         parsed = urlparse(source.url)
         if parsed.scheme == "file":
