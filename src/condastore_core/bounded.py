@@ -30,6 +30,8 @@ MAX_SPEC_BYTES = 256 * 1024
 #: The largest ``conda-lock.yml`` accepted: a lock of a thousand packages on three platforms
 #: is about 2 MiB.
 MAX_LOCK_BYTES = 8 * 1024 * 1024
+#: The largest OCI manifest or index accepted, pushed or fetched (distribution's own cap).
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 #: The deepest nesting of mappings and lists accepted in YAML and JSON documents.
 MAX_DEPTH = 32
 #: The most YAML nodes (scalars, lists, mappings) one document may hold.

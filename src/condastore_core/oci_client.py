@@ -18,6 +18,7 @@ from pathlib import Path
 
 import requests
 
+from condastore_core.bounded import MAX_MANIFEST_BYTES
 from condastore_core.errors import CondastoreError
 
 MANIFEST_TYPES = (
@@ -32,6 +33,36 @@ _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 class RegistryClientError(CondastoreError):
     code = "REGISTRY_CLIENT"
+
+
+#: The most of an error answer or token response read: a registry is not trusted to be small.
+MAX_SMALL_BODY = 64 * 1024
+
+
+def read_capped(response: requests.Response, limit: int, what: str) -> bytes:
+    """A streamed response's body, refused once it passes ``limit`` bytes (never all read)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise RegistryClientError(f"{what} is larger than {limit} bytes; it was not read")
+    data = bytearray()
+    for chunk in response.iter_content(1 << 16):
+        data += chunk
+        if len(data) > limit:
+            response.close()
+            raise RegistryClientError(f"{what} is larger than {limit} bytes; it was not read")
+    return bytes(data)
+
+
+def _snippet(response: requests.Response) -> str:
+    """The start of an error answer, for a message: at most 300 characters, read boundedly."""
+    try:
+        data = next(response.iter_content(MAX_SMALL_BODY), b"")
+    except requests.RequestException:
+        data = b""
+    finally:
+        response.close()
+    return data.decode(errors="replace")[:300]
 
 
 def parse_reference(text: str) -> tuple[str, str, str]:
@@ -118,16 +149,21 @@ class RegistryClient:
         if not challenge.lower().startswith("bearer") or "realm" not in params:
             raise RegistryClientError(f"{self.host} asks for unsupported auth: {challenge!r}")
         query = {"scope": scope, **({"service": params["service"]} if "service" in params else {})}
-        answer = self.session.get(params["realm"], params=query, auth=self.credentials, timeout=60)
+        answer = self.session.get(
+            params["realm"], params=query, auth=self.credentials, timeout=60, stream=True
+        )
         if answer.status_code != 200:
-            raise RegistryClientError(f"{self.host} refused the credentials: {answer.text[:200]}")
-        body = answer.json()
+            raise RegistryClientError(f"{self.host} refused the credentials: {_snippet(answer)}")
+        try:
+            body = json.loads(read_capped(answer, MAX_SMALL_BODY, f"{self.host}'s token answer"))
+        except ValueError:
+            raise RegistryClientError(f"{self.host}'s token answer is not JSON") from None
         self._tokens[scope] = body.get("token") or body["access_token"]
 
     def _check(self, response: requests.Response, what: str) -> requests.Response:
         if response.status_code >= 400:
             raise RegistryClientError(
-                f"{what} on {self.host}: HTTP {response.status_code} {response.text[:300]}"
+                f"{what} on {self.host}: HTTP {response.status_code} {_snippet(response)}"
             )
         return response
 
@@ -138,10 +174,12 @@ class RegistryClient:
                 f"{repository}/manifests/{reference}",
                 f"repository:{repository}:pull",
                 headers={"Accept": ", ".join(MANIFEST_TYPES)},
+                stream=True,
             ),
             f"manifest {repository}:{reference}",
         )
-        return r.content, r.headers.get("Content-Type", MANIFEST_TYPES[0]).split(";")[0]
+        body = read_capped(r, MAX_MANIFEST_BYTES, f"the manifest {repository}:{reference}")
+        return body, r.headers.get("Content-Type", MANIFEST_TYPES[0]).split(";")[0]
 
     def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> None:
         self._check(
@@ -194,8 +232,14 @@ class RegistryClient:
         )
 
     def referrers(self, repository: str, digest: str) -> list[dict]:
-        r = self.request("GET", f"{repository}/referrers/{digest}", f"repository:{repository}:pull")
-        return r.json().get("manifests", []) if r.status_code == 200 else []
+        r = self.request(
+            "GET", f"{repository}/referrers/{digest}", f"repository:{repository}:pull", stream=True
+        )
+        if r.status_code != 200:
+            r.close()
+            return []
+        body = read_capped(r, MAX_MANIFEST_BYTES, f"the referrers of {repository}@{digest}")
+        return json.loads(body).get("manifests", [])
 
 
 def copy_image(

@@ -136,6 +136,7 @@ def pull_upstream(
     """
     from condastore_core.oci_client import (
         RegistryClient,
+        RegistryClientError,
         parse_reference,
         registry_host,
         stored_credentials,
@@ -172,8 +173,15 @@ def pull_upstream(
         digest = Digest.parse(descriptor["digest"])
         if not store.exists(digest):
             writer = store.writer(digest.algorithm)
+            size, written = int(descriptor.get("size") or 0), 0
             try:
                 for chunk in client.blob_chunks(repository, descriptor["digest"]):
+                    written += len(chunk)
+                    if written > size:  # the manifest said how big: no more is taken
+                        raise RegistryClientError(
+                            f"the base image {reference} sent more than the {size} bytes "
+                            f"its manifest gives blob {descriptor['digest']}"
+                        )
                     writer.write(chunk)
                 writer.commit(digest)  # verified: a blob that is not its digest is refused
             except BaseException:

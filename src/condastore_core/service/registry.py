@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from condastore_core.bounded import MAX_MANIFEST_BYTES
 from condastore_core.db.base import rowcount
 from condastore_core.db.models import (
     RegistryBlob,
@@ -39,7 +40,6 @@ NAME_PATTERN = re.compile(
 )
 TAG_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 MAX_NAME_LENGTH = 255
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 #: Real manifests nest a handful of levels; a cap keeps parsing bounded (no RecursionError).
 MAX_MANIFEST_DEPTH = 64
 
