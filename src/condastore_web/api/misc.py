@@ -10,7 +10,7 @@ from condastore_core.errors import InvalidRequest
 from condastore_core.lock import to_conda_lock_yaml
 from condastore_core.service.context import Context
 from condastore_core.service.policies import namespace_gate
-from condastore_core.solve import native_platform, search_packages
+from condastore_core.solve import native_platform
 from condastore_core.spec import KNOWN_PLATFORMS, parse_spec
 from condastore_web.api.access import require_admin, require_login
 from condastore_web.api.bodies import SolveRequest, read_body
@@ -73,7 +73,7 @@ class PackageSearch:
             raise InvalidRequest(f"unknown platform {unknown[0]!r}")
         limit = max(1, min(int_param(req, "limit", 50) or 50, 200))
         gate = namespace_gate(self.ctx, req.get_param("namespace") or "default")
-        found = search_packages(self.ctx.solver, query, channels, platforms, limit, gate=gate)
+        found = self.ctx.search_packages(query, channels, platforms, limit, gate=gate)
         resp.media = {
             "items": [
                 {
