@@ -195,7 +195,7 @@ class Specification:
             {"name": "conda-store-solve", "channels": channels, "dependencies": dependencies}
         )
         gate = namespace_gate(self.ctx, primary_namespace(principal(req)), spec.name)
-        lock = self.ctx.solver.solve(spec, gate=gate)
+        lock = self.ctx.solve(spec, gate=gate)
         configured = list(self.ctx.settings.channels)
         resp.media = {
             "solve": [
