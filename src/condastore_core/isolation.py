@@ -70,6 +70,7 @@ PRELOAD = (
     "condastore_core.isolation",
     "rattler",
     "condastore_core.solve",
+    "condastore_core.solver_pool",
     "condastore_core.install",
     "condastore_core.pack",
     "condastore_core.image.builder",

@@ -100,6 +100,12 @@ class Settings:
     install_limit_seconds: float = 1800
     pack_limit_seconds: float = 1800
     layer_limit_seconds: float = 1800
+    #: Solves and package searches run in long-lived solver children that keep repodata
+    #: in memory (this many per process), each replaced after this many calls or once its
+    #: resident memory passes this many MB (0: no cap), so no process grows without bound.
+    solver_processes: int = 1
+    solver_max_solves: int = 50
+    solver_max_rss_mb: int = 2048
     #: Also write a conda-pack tarball for every build (the slowest artifact).
     tarball: bool = True
     s3_endpoint_url: str | None = None
@@ -329,6 +335,9 @@ def _coerce(key: str, value: Any) -> Any:
             "login_failures_per_user",
             "login_failures_per_address",
             "build_memory_limit_mb",
+            "solver_processes",
+            "solver_max_solves",
+            "solver_max_rss_mb",
         ):
             return int(value)
         if key == "image_compression":

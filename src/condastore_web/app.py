@@ -56,6 +56,7 @@ def create_app(
     app.add_route(f"{API}/solve", misc.SolvePreview(ctx))
     app.add_route(f"{API}/packages", misc.PackageSearch(ctx))
     app.add_route(f"{API}/watched", misc.WatchedDirectories(ctx))
+    app.add_route(f"{API}/channels/refresh", misc.ChannelsRefresh(ctx))
     app.add_route(f"{API}/namespaces", namespaces.NamespaceCollection(ctx))
     app.add_route(f"{API}/namespaces/{{namespace}}", namespaces.NamespaceItem(ctx))
     env = f"{API}/environments/{{namespace}}/{{name}}"

@@ -306,3 +306,20 @@ def test_every_artifact_reaches_the_image_whatever_the_order(
             assert attached.status_code == 200
             assert f"sha256:{hashlib.sha256(attached.content).hexdigest()}" in tarballs.values()
     queue.shutdown()
+
+
+def test_a_failed_dynamic_solve_tells_the_client_what_the_api_tells(image_registry):
+    """The registry's error body holds the whole explanation, as the solve preview does."""
+    otto = requests.Session()
+    otto.auth = ("otto", PASSWORD)
+    too_new = otto.get(f"{image_registry}/v2/conda/libx.gt.2/manifests/latest")
+    assert too_new.status_code == 404
+    message = too_new.json()["errors"][0]["message"]
+    preview = otto.post(
+        f"{image_registry}/api/v1/solve",
+        json={"specification": "name: image\ndependencies: [libx >2]", "platforms": ["linux-64"]},
+    )
+    assert preview.status_code == 422, preview.text
+    assert message == preview.json()["error"]["message"]
+    first, _, explanation = message.partition("\n")
+    assert "libx" in first and explanation.strip()

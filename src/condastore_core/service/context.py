@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,11 +18,12 @@ from condastore_core.channels import ChannelGate
 from condastore_core.clusterlock import ClusterLocks, cluster_locks
 from condastore_core.db.base import make_engine, make_sessionmaker
 from condastore_core.db.migrate import upgrade
-from condastore_core.isolation import Limits, run_isolated
+from condastore_core.isolation import Limits
 from condastore_core.lock import Lock
 from condastore_core.progress import Reporter
 from condastore_core.settings import Settings
-from condastore_core.solve import Solver, solver_for
+from condastore_core.solve import PackageSummary, Solver, solver_for
+from condastore_core.solver_pool import SolverPool
 from condastore_core.spec import EnvironmentSpec
 from condastore_core.store import BlobStore, open_store
 
@@ -54,6 +56,9 @@ class Context:
     #: HTTP Basic passwords this process verified lately, and its recent failed logins.
     credentials: VerifiedCredentials = field(default_factory=VerifiedCredentials)
     login_failures: FailureThrottle = field(default_factory=FailureThrottle)
+    #: This process's solver children, started on the first solve (see ``solvers``).
+    _solvers: SolverPool | None = field(default=None, repr=False)
+    _solvers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Context:
@@ -113,10 +118,34 @@ class Context:
         gate: ChannelGate | None = None,
         reporter: Reporter | None = None,
     ) -> Lock:
-        """Solve ``spec`` in a child process (never in this one), under ``gate``."""
-        return run_isolated(
-            "solve", self.limits, self.solver.solve, spec, platforms, gate=gate, reporter=reporter
-        )
+        """Solve ``spec`` in a solver child (never in this process), under ``gate``."""
+        return self.solvers.solve(spec, platforms, gate=gate, reporter=reporter)
+
+    def search_packages(
+        self,
+        query: str,
+        channels: list[str],
+        platforms: list[str],
+        limit: int = 50,
+        *,
+        gate: ChannelGate | None = None,
+    ) -> list[PackageSummary]:
+        """Packages of ``channels`` whose name holds ``query``, read in a solver child."""
+        return self.solvers.search(query, channels, platforms, limit, gate=gate)
+
+    @property
+    def solvers(self) -> SolverPool:
+        """The solver children of this process, sized and recycled by settings."""
+        with self._solvers_lock:
+            if self._solvers is None:
+                self._solvers = SolverPool(
+                    self.solver,
+                    self.limits,
+                    size=self.settings.solver_processes,
+                    max_solves=self.settings.solver_max_solves,
+                    max_rss_mb=self.settings.solver_max_rss_mb,
+                )
+            return self._solvers
 
     def builder(self) -> LocalBuilder:
         """The pipeline of the service's builds; the tarball is a job of its own (``pack``)."""

@@ -171,9 +171,8 @@ def _solve_latest(ctx: Context, repository: str) -> Lock:
     try:
         lock = ctx.solve(spec, [platform])
     except (SolveError, BuildCrashed, PhaseTimeout) as exc:
-        raise reg.RegistryError(
-            "MANIFEST_UNKNOWN", exc.message.splitlines()[0], detail=exc.detail
-        ) from None
+        # The whole message, as the API gives it: its first line and the solver's explanation.
+        raise reg.RegistryError("MANIFEST_UNKNOWN", exc.message, detail=exc.detail) from None
     with _solved_lock:
         _solved[cache_key] = (time.monotonic(), lock)
     return lock

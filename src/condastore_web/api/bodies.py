@@ -46,6 +46,11 @@ class SolveRequest(Body):
     platforms: list[str] | None = None
 
 
+class ChannelRefresh(Body):
+    #: Channel names or URLs; none: every configured channel.
+    channels: list[str] = Field(default_factory=list, max_length=100)
+
+
 def read_body(req: falcon.Request, model: type[M], limit: int = MAX_BODY_BYTES) -> M:
     """Parse the JSON body of ``req`` (sized or chunked) into ``model``; 413 past ``limit``.
 

@@ -10,10 +10,10 @@ from condastore_core.errors import InvalidRequest
 from condastore_core.lock import to_conda_lock_yaml
 from condastore_core.service.context import Context
 from condastore_core.service.policies import namespace_gate
-from condastore_core.solve import native_platform, search_packages
+from condastore_core.solve import native_platform
 from condastore_core.spec import KNOWN_PLATFORMS, parse_spec
 from condastore_web.api.access import require_admin, require_login
-from condastore_web.api.bodies import SolveRequest, read_body
+from condastore_web.api.bodies import ChannelRefresh, SolveRequest, read_body
 from condastore_web.api.common import int_param
 
 
@@ -73,7 +73,7 @@ class PackageSearch:
             raise InvalidRequest(f"unknown platform {unknown[0]!r}")
         limit = max(1, min(int_param(req, "limit", 50) or 50, 200))
         gate = namespace_gate(self.ctx, req.get_param("namespace") or "default")
-        found = search_packages(self.ctx.solver, query, channels, platforms, limit, gate=gate)
+        found = self.ctx.search_packages(query, channels, platforms, limit, gate=gate)
         resp.media = {
             "items": [
                 {
@@ -85,6 +85,26 @@ class PackageSearch:
                 for p in found
             ]
         }
+
+
+class ChannelsRefresh:
+    """``POST /channels/refresh``: every process fetches the channels afresh at its next solve.
+
+    The body (optional) names them, ``{"channels": ["conda-forge"]}``; by default
+    the configured ones; each passes the channel gate. Administrators only, as
+    ``condastore channels refresh``.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        require_admin(req)
+        body = read_body(req, ChannelRefresh) if req.content_length else ChannelRefresh()
+        names = [c.strip() for c in body.channels if c.strip()] or self.ctx.settings.channels
+        gate = self.ctx.solver.gate
+        urls = self.ctx.solver.refresh([gate.check_channel(c) for c in names])
+        resp.media = {"channels": urls}
 
 
 class WatchedDirectories:

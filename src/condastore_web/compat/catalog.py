@@ -19,7 +19,7 @@ from condastore_core.errors import InvalidRequest
 from condastore_core.service import builds, environments, namespaces, policies
 from condastore_core.service.context import Context
 from condastore_core.service.policies import namespace_gate
-from condastore_core.solve import native_platform, search_packages
+from condastore_core.solve import native_platform
 from condastore_web.api.access import require, require_admin, require_login, visibility
 from condastore_web.compat import shapes
 from condastore_web.compat.auth import DEFAULT_NAMESPACE
@@ -73,9 +73,7 @@ class Packages:
         rows: list[dict[str, Any]] = []
         if query:
             gate = namespace_gate(self.ctx, DEFAULT_NAMESPACE)
-            found = search_packages(
-                self.ctx.solver, query, channels, [native_platform()], 100, gate=gate
-            )
+            found = self.ctx.search_packages(query, channels, [native_platform()], 100, gate=gate)
             distinct = set(list_param(req, "distinct_on"))
             for summary in found:
                 if exact and summary.name != query:
