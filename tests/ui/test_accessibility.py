@@ -9,7 +9,6 @@ included, without a reload.
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 from playwright.sync_api import expect
@@ -25,7 +24,6 @@ from tests.support.gate import gate_env
 from tests.support.live_server import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-CHROMIUM = shutil.which("chromium")
 PASSWORD = "a long password"
 
 
@@ -39,18 +37,6 @@ def start_site(tmp_path, sample_channel, *, tarball: bool):
     namespaces.create_namespace(ctx, "default")
     users.create_user(ctx, "ada", PASSWORD, admin=True)
     return ctx
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def log_in(page, url):

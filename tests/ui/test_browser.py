@@ -7,7 +7,6 @@ script: waits go through locators, never ``wait_for_function("...")``.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ from tests.support.gate import gate_env
 from tests.support.live_server import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-CHROMIUM = shutil.which("chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "a long password"
 
@@ -43,18 +41,6 @@ def site(tmp_path, sample_channel):
     with live_server(create_app(ctx)) as url:
         yield url, sample_channel
     ctx.jobs.shutdown()
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def log_in(page, url, user):

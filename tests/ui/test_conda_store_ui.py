@@ -27,7 +27,6 @@ from tests.support.serve import add_admin, serve
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 UI_PACKAGE = "@conda-store/conda-store-ui@2024.11.1"
-CHROMIUM = shutil.which("chromium")
 PASSWORD = "a long password"
 UI_PATH = "/conda-store-ui/"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -93,18 +92,6 @@ def server(tmp_path, sample_channel):
     add_admin(data, "ada", PASSWORD)
     with serve(data, env={"CONDASTORE_CHANNELS": sample_channel}) as served:
         yield served.url
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def serve_ui(page, url: str, dist: Path) -> None:

@@ -6,8 +6,6 @@ its development login page takes any name.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from condastore_core.jobs.inprocess import InProcessQueue
@@ -26,19 +24,6 @@ from tests.support.live_server import live_server
 from tests.support.net import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-CHROMIUM = shutil.which("chromium")
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def provider_login(page, login: str) -> None:
