@@ -56,7 +56,7 @@ from benchmarks.common import (
     tree_pss_mib,
     tree_rss_mib,
 )
-from benchmarks.registry import PASSWORD, USER, condastore_command, free_port, wait_up
+from benchmarks.registry import PASSWORD, USER, condastore_command, start_condastore
 
 SEED = 20240516
 SUBDIRS = ("linux-64", "noarch")
@@ -263,39 +263,8 @@ def whole_process_figures(
 
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    data_dir = workdir / "server"
-    env = {
-        **os.environ,
-        "CONDASTORE_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "CONDASTORE_LOG_LEVEL": "WARNING",
-    }
-    subprocess.run(
-        [
-            condastore_command(),
-            "user",
-            "add",
-            USER,
-            "--admin",
-            "--init",
-            "--password-stdin",
-            "--data-dir",
-            str(data_dir),
-        ],
-        input=PASSWORD + "\n",
-        text=True,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    proc = subprocess.Popen(
-        [condastore_command(), "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "server.log").open("wb"),
-    )
-    wait_up(port, proc, "condastore")
-    return proc, port
+    """``condastore serve`` as in the registry benchmark, allowed to fetch from loopback."""
+    return start_condastore(workdir, {"CONDASTORE_ALLOWED_NETWORKS": "127.0.0.0/8"})
 
 
 def preview(port: int, url: str, names: list[str]) -> float:
@@ -449,7 +418,7 @@ def main() -> None:
         )
     finally:
         httpd.shutdown()
-        shutil.rmtree(workdir / "server", ignore_errors=True)
+        shutil.rmtree(workdir / "condastore", ignore_errors=True)
         if args.channel_dir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     print_table(

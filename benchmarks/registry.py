@@ -83,7 +83,9 @@ def condastore_command() -> str:
     return str(found) if found.exists() else shutil.which("condastore") or "condastore"
 
 
-def start_condastore(workdir: Path) -> tuple[subprocess.Popen, int]:
+def start_condastore(
+    workdir: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, int]:
     """``condastore serve`` on its defaults, as the README's quick start runs it."""
     port = free_port()
     data_dir = workdir / "condastore"
@@ -91,6 +93,7 @@ def start_condastore(workdir: Path) -> tuple[subprocess.Popen, int]:
         **os.environ,
         "CONDASTORE_ANONYMOUS_BINDINGS": "bench/*=admin",
         "CONDASTORE_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     subprocess.run(
         [
