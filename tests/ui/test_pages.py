@@ -48,3 +48,10 @@ def test_errors_are_pages_not_tracebacks(ctx):
     assert r.status_code == 404 and "does not exist" in r.text
     r = client.simulate_get("/ui/nothing-here")
     assert r.status_code == 404 and "<html" in r.text
+
+
+def test_the_ui_root_leads_to_the_environments_with_or_without_a_slash(ctx):
+    client = testing.TestClient(create_app(ctx))
+    for path in ("/", "/ui", "/ui/"):
+        r = client.simulate_get(path)
+        assert (r.status_code, r.headers.get("Location")) == (302, "/ui/environments"), path

@@ -335,6 +335,8 @@ def mount(app: falcon.App, ctx: Context, authenticator: users.Authenticator) -> 
     import importlib.resources
 
     app.add_route("/", Home())
+    for path in ("/ui", "/ui/"):  # what people type, with or without the slash
+        app.add_route(path, Home())
     app.add_route("/login", LoginRedirect())
     app.add_route(LOGIN_PAGE, Login(ctx, authenticator))
     app.add_route("/ui/environments", EnvironmentList(ctx))
