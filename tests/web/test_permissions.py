@@ -243,6 +243,13 @@ TABLE = [
     ("GET", "/api/v1/watched", "/api/v1/watched", None, "401 403 403 403 403 401 401 401 200"),
     (
         "POST",
+        "/api/v1/channels/refresh",
+        "/api/v1/channels/refresh",
+        {"channels": ["{channel}"]},
+        "401 403 403 403 403 401 401 401 200",
+    ),
+    (
+        "POST",
         "/api/v1/users",
         "/api/v1/users",
         {"name": "newcomer", "password": PASSWORD},
