@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import logging
-import threading
 
+from condastore_core.periodic import Periodic
 from condastore_core.service.context import Context
 from condastore_core.service.runner import reap_lost_builds
 
 logger = logging.getLogger(__name__)
 
 
-class Reaper:
+class Reaper(Periodic):
+    thread_name = "condastore-reaper"
+    work = "reaping lost builds"  # the next round tries again; never kill the worker for this
+
     def __init__(self, ctx: Context, interval: float | None = None) -> None:
+        super().__init__(interval or max(0.5, ctx.settings.build_lease_seconds / 3))
         self.ctx = ctx
-        self.interval = interval or max(0.5, ctx.settings.build_lease_seconds / 3)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="condastore-reaper", daemon=True)
-
-    def start(self) -> Reaper:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def run_once(self) -> list[int]:
         requeued = reap_lost_builds(self.ctx)
@@ -34,10 +27,3 @@ class Reaper:
         if requeued:
             logger.warning("requeued builds whose worker was lost: %s", requeued)
         return requeued
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:  # the next round tries again; never kill the worker for this
-                logger.exception("reaping lost builds failed")

@@ -15,12 +15,12 @@ import contextlib
 import logging
 import os
 import shutil
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from condastore_core import layout
 from condastore_core.locks import try_file_lock
+from condastore_core.periodic import Periodic
 from condastore_core.service.context import Context
 from condastore_core.service.gc import GcReport, remove_leftovers, remove_prefixes
 
@@ -109,28 +109,15 @@ def _size(path: Path) -> int:
     return total
 
 
-class Housekeeper:
+class Housekeeper(Periodic):
     """Runs :func:`tidy` every ``tidy_interval_seconds`` in a worker, in a thread."""
 
+    thread_name = "condastore-tidy"
+    work = "tidying this machine"
+
     def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx.settings.tidy_interval_seconds)
         self.ctx = ctx
-        self.interval = ctx.settings.tidy_interval_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="condastore-tidy", daemon=True)
 
-    def start(self) -> Housekeeper:
-        if self.interval > 0:
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                tidy(self.ctx)
-            except Exception:  # the next round tries again
-                logger.exception("tidying this machine failed")
+    def run_once(self) -> None:
+        tidy(self.ctx)
