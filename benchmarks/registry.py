@@ -220,8 +220,13 @@ def push_blob_chunked(port: int, data: bytes) -> str:
     return digest
 
 
-def push_manifest(port: int, layer: str, size: int) -> None:
-    config = b'{"architecture":"amd64","os":"linux"}'
+def push_manifest(
+    port: int,
+    layer: str,
+    size: int,
+    tag: str = "v1",
+    config: bytes = b'{"architecture":"amd64","os":"linux"}',
+) -> None:
     config_digest = push_blob(port, config)
     manifest = json.dumps(
         {
@@ -242,7 +247,11 @@ def push_manifest(port: int, layer: str, size: int) -> None:
         }
     ).encode()
     resp, body = request(
-        port, "PUT", f"/v2/{REPO}/manifests/v1", body=manifest, headers={"Content-Type": MANIFEST}
+        port,
+        "PUT",
+        f"/v2/{REPO}/manifests/{tag}",
+        body=manifest,
+        headers={"Content-Type": MANIFEST},
     )
     if resp.status != 201:
         raise SystemExit(f"manifest push failed on port {port}: {resp.status} {body[:200]!r}")

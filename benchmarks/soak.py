@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -76,35 +75,11 @@ def registry_round(port: int, i: int, layer: str, size: int) -> list[bool]:
         results.append(True)
     except (Exception, SystemExit):
         results.append(False)
-    config = json.dumps({"soak": i}).encode()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer,
-                    "size": size,
-                }
-            ],
-        }
-    ).encode()
     try:
-        push_blob(port, config)
-        resp, _ = request(
-            port,
-            "PUT",
-            f"/v2/{REPO}/manifests/soak-{i % 200}",
-            manifest,
-            {"Content-Type": MANIFEST},
+        push_manifest(
+            port, layer, size, tag=f"soak-{i % 200}", config=json.dumps({"soak": i}).encode()
         )
-        results.append(resp.status == 201)
+        results.append(True)
     except (Exception, SystemExit):
         results.append(False)
     accept = {"Accept": MANIFEST}
